@@ -1,0 +1,38 @@
+"""aiorq_flask: an asyncio-native RQ job queue for Quart and async Flask apps.
+
+Jobs are stored in RQ's own Redis format (with ``MsgpackSerializer``), so stock rq tools
+see and run them; ``python -m aiorq_flask.worker`` runs them on an asyncio worker.
+"""
+
+from ._extension import AsyncRQ
+from .decorator import JobWrapper
+from .errors import (
+    ConfigError,
+    DeserializationError,
+    InvalidJobError,
+    InvalidJobOperation,
+    NoSuchJobError,
+    SerializationError,
+)
+from .job import Job, JobStatus, Result, ResultType, Retry
+from .queue import EnqueueData, Queue
+from .serializer import MsgpackSerializer
+
+__all__ = [
+    "AsyncRQ",
+    "ConfigError",
+    "DeserializationError",
+    "EnqueueData",
+    "InvalidJobError",
+    "InvalidJobOperation",
+    "Job",
+    "JobStatus",
+    "JobWrapper",
+    "MsgpackSerializer",
+    "NoSuchJobError",
+    "Queue",
+    "Result",
+    "ResultType",
+    "Retry",
+    "SerializationError",
+]

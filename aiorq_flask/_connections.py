@@ -1,0 +1,102 @@
+"""One bounded ``redis.asyncio`` pool per (resolved connection, running event loop).
+
+A ``redis.asyncio`` connection belongs to the loop that opened it and can only be closed
+by awaiting on that loop. Quart and the worker run one long-lived loop; Flask runs each
+``async def`` view on a new loop that ``asyncio.run`` closes when the view returns. So
+clients are kept per loop, and each loop's clients are closed on that loop, before it
+closes: explicitly (``aclose``, used by Quart's ``after_serving`` and the worker), or by a
+keeper task that ``asyncio.run`` cancels and awaits at shutdown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import weakref
+from collections.abc import Mapping
+from typing import Any
+
+from redis.asyncio import BlockingConnectionPool, Redis
+
+from ._config import ConnectionSpec
+
+DEFAULT_MAX_CONNECTIONS = 50
+
+
+def make_client(spec: ConnectionSpec, client_class: type[Any]) -> Redis:
+    """Build a client over a pool that waits for a free connection instead of raising."""
+    if spec.url is not None:
+        pool = BlockingConnectionPool.from_url(
+            spec.url, max_connections=DEFAULT_MAX_CONNECTIONS, timeout=None
+        )
+    else:
+        options = dict(spec.options or {})
+        max_connections = options.pop("max_connections", DEFAULT_MAX_CONNECTIONS)
+        template = client_class(**options).connection_pool
+        pool = BlockingConnectionPool(
+            connection_class=template.connection_class,
+            max_connections=max_connections,
+            timeout=None,
+            **template.connection_kwargs,
+        )
+    client: Redis = client_class.from_pool(pool)
+    return client
+
+
+class _LoopClients:
+    """The clients opened on one event loop, and the task that closes them with it."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.clients: dict[str, Redis] = {}
+        self.keeper = loop.create_task(self._close_when_cancelled(), name="aiorq-pool-keeper")
+
+    async def _close_when_cancelled(self) -> None:
+        # asyncio.run cancels and awaits leftover tasks before closing the loop: the one
+        # moment a Flask view's loop can still close its connections.
+        try:
+            await asyncio.get_running_loop().create_future()
+        finally:
+            await self.close()
+
+    async def close(self) -> None:
+        clients, self.clients = self.clients, {}
+        for client in clients.values():
+            await client.aclose()
+
+
+class ConnectionPools:
+    """Clients for one app's resolved connections, created lazily per running loop."""
+
+    def __init__(self, specs: Mapping[str, ConnectionSpec], client_class: type[Any]) -> None:
+        self._specs = specs
+        self._client_class = client_class
+        self._loops: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopClients] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    def client(self, connection: str) -> Redis:
+        """The client of ``connection`` for the running loop.
+
+        Raises ``RuntimeError`` outside a running event loop (a pool needs one).
+        """
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            raise RuntimeError(
+                "aiorq_flask needs a running event loop to reach Redis: use it from an "
+                "'async def' view, job or coroutine"
+            ) from None
+        clients = self._loops.get(loop)
+        if clients is None:
+            clients = self._loops[loop] = _LoopClients(loop)
+        client = clients.clients.get(connection)
+        if client is None:
+            client = make_client(self._specs[connection], self._client_class)
+            clients.clients[connection] = client
+        return client
+
+    async def aclose(self) -> None:
+        """Close every client opened on the running loop; later use opens new ones."""
+        clients = self._loops.pop(asyncio.get_running_loop(), None)
+        if clients is not None:
+            clients.keeper.cancel()
+            await clients.close()

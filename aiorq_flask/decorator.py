@@ -1,0 +1,78 @@
+"""``@rq.job``: a typed wrapper that keeps the function callable and adds ``.enqueue``.
+
+The wrapper is generic over the function's ``ParamSpec`` and return type, so calling it
+and enqueueing it are both checked against the function's own signature.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
+
+if TYPE_CHECKING:
+    from ._extension import AsyncRQ
+    from .job import Job
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+class JobWrapper(Generic[P, R]):
+    """A function that can also be enqueued: ``await send_email.enqueue(user_id=1)``.
+
+    ``enqueue`` takes rq's option names out of the keyword arguments, as
+    ``Queue.enqueue`` does; ``enqueue_call`` passes options explicitly.
+    """
+
+    def __init__(
+        self, func: Callable[P, R], rq: AsyncRQ, queue: str, defaults: Mapping[str, Any]
+    ) -> None:
+        self.func = func
+        self.__aiorq_func__ = func
+        self.queue_name = queue
+        self._rq = rq
+        self._defaults = dict(defaults)
+        functools.update_wrapper(self, func)
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        return self.func(*args, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"<job {self.func.__module__}.{self.func.__qualname__} on {self.queue_name!r}>"
+
+    async def enqueue(self, *args: P.args, **kwargs: P.kwargs) -> Job:
+        """Enqueue a call on this job's queue, with the decorator's defaults."""
+        return await self._rq.get_queue(self.queue_name).enqueue(
+            self.func, *args, **{**self._defaults, **kwargs}
+        )
+
+    async def enqueue_call(
+        self,
+        args: Sequence[Any] | None = None,
+        kwargs: Mapping[str, Any] | None = None,
+        **options: Any,
+    ) -> Job:
+        return await self._rq.get_queue(self.queue_name).enqueue_call(
+            self.func, args, kwargs, **{**self._defaults, **options}
+        )
+
+    async def enqueue_at(self, when: datetime, *args: P.args, **kwargs: P.kwargs) -> Job:
+        return await self._rq.get_queue(self.queue_name).enqueue_at(
+            when, self.func, *args, **{**self._defaults, **kwargs}
+        )
+
+    async def enqueue_in(self, delay: timedelta | float, *args: P.args, **kwargs: P.kwargs) -> Job:
+        return await self._rq.get_queue(self.queue_name).enqueue_in(
+            delay, self.func, *args, **{**self._defaults, **kwargs}
+        )
+
+
+def make_job_decorator(
+    rq: AsyncRQ, queue: str, defaults: Mapping[str, Any]
+) -> Callable[[Callable[P, R]], JobWrapper[P, R]]:
+    def decorate(func: Callable[P, R]) -> JobWrapper[P, R]:
+        return JobWrapper(func, rq, queue, defaults)
+
+    return decorate

@@ -1,0 +1,59 @@
+"""``depends_on``: enqueue now if every parent is done, else park the job as deferred.
+
+Follows rq's writer sequence (spec §5.3): ``WATCH`` the parents, read their statuses,
+then one MULTI; a parent changing meanwhile makes Redis refuse the MULTI and we look
+again. The worker releases deferred jobs when a parent finishes (``scripts/finish.lua``).
+A parent whose hash is gone counts as done: it finished and its result expired.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+
+from redis.asyncio.client import Pipeline
+from redis.exceptions import WatchError
+
+from . import keys
+from .job import JobStatus
+
+if TYPE_CHECKING:
+    from .queue import EnqueueData, Queue
+
+
+def _parent_done(status: bytes | None, allow_failures: bool) -> bool:
+    if status is None:
+        return True
+    return status == b"finished" or (allow_failures and status == b"failed")
+
+
+async def enqueue_dependent(queue: Queue, data: EnqueueData) -> None:
+    """Write ``data`` as queued or deferred; updates ``data.mapping['status']``."""
+    connection = queue.connection
+    parent_keys = [keys.job(parent) for parent in data.depends_on]
+    async with connection.pipeline(transaction=True) as pipe:
+        while True:
+            try:
+                await pipe.watch(*parent_keys)
+                statuses = [await pipe.hget(key, "status") for key in parent_keys]
+                ready = all(_parent_done(s, data.allow_dependency_failures) for s in statuses)
+                pipe.multi()
+                if ready:
+                    queue._push(pipe, data)
+                else:
+                    _defer(pipe, queue, data)
+                await pipe.execute()
+                return
+            except WatchError:
+                continue
+
+
+def _defer(pipe: Pipeline, queue: Queue, data: EnqueueData) -> None:
+    data.mapping["status"] = JobStatus.DEFERRED.value
+    del data.mapping["enqueued_at"]
+    queue._write_hash(pipe, data)
+    pipe.zadd(keys.deferred(queue.name), {data.job_id: int(time.time())})
+    for parent in data.depends_on:
+        pipe.sadd(keys.dependents(parent), data.job_id)
+        pipe.sadd(keys.dependencies(data.job_id), parent)
+    pipe.sadd(keys.QUEUES, queue.key)

@@ -1,0 +1,65 @@
+"""Eager mode (``RQ_ASYNC = False``, or unset in a testing app): run a job at enqueue.
+
+The job is awaited on the caller's loop (a plain function in a thread, so the loop never
+blocks) and leaves the state a worker would: the job hash, its status and the results
+stream. A failing job does not raise at the call site; its result records the failure.
+Retries are a worker's business: an eager job runs once.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import TYPE_CHECKING
+
+from . import _scripts, keys
+from .execution import (
+    call_with_timeout,
+    encode_exc_string,
+    encode_return_value,
+    format_exception,
+    import_function,
+)
+from .job import DEFAULT_FAILURE_TTL, DEFAULT_RESULT_TTL, Job, JobStatus, now_ts
+
+if TYPE_CHECKING:
+    from .queue import EnqueueData, Queue
+
+
+async def run_eagerly(queue: Queue, data: EnqueueData) -> Job:
+    connection = queue.connection
+    mapping = dict(data.mapping)
+    for field in ("retries_left", "retry_intervals"):
+        mapping.pop(field, None)
+    started = now_ts()
+    mapping.update(status=JobStatus.STARTED.value, started_at=started, last_heartbeat=started)
+    async with connection.pipeline(transaction=True) as pipe:
+        pipe.hset(keys.job(data.job_id), mapping=mapping)
+        pipe.sadd(keys.QUEUES, queue.key)
+        await pipe.execute()
+    started_at = time.time()
+    try:
+        func = import_function(data.func_name)
+        value = await call_with_timeout(func, data.args, data.kwargs, int(mapping["timeout"]))
+        status, payload = "finished", encode_return_value(value)
+    except Exception as error:
+        status, payload = "failed", encode_exc_string(format_exception(error))
+    now = time.time()
+    await _scripts.FINISH(
+        connection,
+        [],
+        [
+            data.job_id,
+            uuid.uuid4().hex,
+            "",
+            status,
+            repr(now),
+            now_ts(),
+            payload,
+            repr(started_at),
+            repr(now - started_at),
+            DEFAULT_RESULT_TTL,
+            DEFAULT_FAILURE_TTL,
+        ],
+    )
+    return await Job.fetch(data.job_id, connection)

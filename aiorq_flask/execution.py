@@ -1,0 +1,128 @@
+"""Running one job and encoding its outcome the way rq records it.
+
+Shared by the worker and by eager mode (``RQ_ASYNC = False``), so a job run either way
+leaves the same state in Redis.
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+import importlib
+import inspect
+import traceback
+import zlib
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+import anyio
+
+from .errors import InvalidJobError, JobTimeoutError, SerializationError
+from .serializer import MsgpackSerializer
+
+UNSERIALIZABLE = "Unserializable return value"
+
+
+@functools.lru_cache(maxsize=1024)
+def import_function(func_name: str) -> Callable[..., Any]:
+    """Import ``module.attr[.attr...]`` as rq does: the longest importable module prefix,
+    then attributes; a name without a dot is a builtin. Raises ``InvalidJobError``."""
+    module_name, _, rest = func_name.rpartition(".")
+    attributes = [rest]
+    obj: Any = None
+    while module_name:
+        try:
+            obj = importlib.import_module(module_name)
+            break
+        except ModuleNotFoundError as error:
+            if error.name is None or not module_name.startswith(error.name):
+                raise InvalidJobError(
+                    f"cannot import job function {func_name!r}: {error}"
+                ) from None
+            module_name, _, attribute = module_name.rpartition(".")
+            attributes.insert(0, attribute)
+    if obj is None:
+        obj = importlib.import_module("builtins")
+    try:
+        for attribute in attributes:
+            obj = getattr(obj, attribute)
+    except AttributeError as error:
+        raise InvalidJobError(f"cannot import job function {func_name!r}: {error}") from None
+    obj = getattr(obj, "__aiorq_func__", obj)
+    if not callable(obj):
+        raise InvalidJobError(f"job function {func_name!r} is not callable: {obj!r}")
+    return obj  # type: ignore[no-any-return]
+
+
+async def call(
+    func: Callable[..., Any],
+    args: Sequence[Any],
+    kwargs: Mapping[str, Any],
+    limiter: anyio.CapacityLimiter | None = None,
+) -> Any:
+    """Await an ``async def`` job on this loop; run a plain function in a worker thread.
+
+    A thread cannot be killed: if the caller is cancelled (timeout, stop), the thread is
+    abandoned and runs to its end, its result discarded.
+    """
+    if inspect.iscoroutinefunction(func):
+        return await func(*args, **kwargs)
+    result = await anyio.to_thread.run_sync(
+        functools.partial(func, *args, **kwargs), limiter=limiter, abandon_on_cancel=True
+    )
+    if inspect.isawaitable(result):
+        result = await result
+    return result
+
+
+async def call_with_timeout(
+    func: Callable[..., Any],
+    args: Sequence[Any],
+    kwargs: Mapping[str, Any],
+    timeout: float,
+    limiter: anyio.CapacityLimiter | None = None,
+) -> Any:
+    """``call`` under ``timeout`` seconds (none if <= 0); raises ``JobTimeoutError``."""
+    if timeout <= 0:
+        return await call(func, args, kwargs, limiter)
+    try:
+        with anyio.fail_after(timeout):
+            return await call(func, args, kwargs, limiter)
+    except TimeoutError as error:
+        raise JobTimeoutError(f"job exceeded its timeout of {timeout:g} seconds") from error
+
+
+@asynccontextmanager
+async def app_context(app: Any) -> AsyncIterator[None]:
+    """The app context of a Quart (async) or Flask (sync) app, so jobs see ``current_app``."""
+    if app is None:
+        yield
+        return
+    context = app.app_context()
+    if hasattr(context, "__aenter__"):
+        async with context:
+            yield
+    else:
+        with context:
+            yield
+
+
+def encode_return_value(value: Any) -> str:
+    """Base64 of the msgpack'd value; ``""`` for None (rq omits the field)."""
+    if value is None:
+        return ""
+    try:
+        packed = MsgpackSerializer.dumps(value)
+    except SerializationError:
+        packed = MsgpackSerializer.dumps(UNSERIALIZABLE)
+    return base64.b64encode(packed).decode()
+
+
+def encode_exc_string(text: str) -> str:
+    """rq's ``exc_string``: base64 of zlib of the traceback text."""
+    return base64.b64encode(zlib.compress(text.encode("utf-8"))).decode()
+
+
+def format_exception(error: BaseException) -> str:
+    return "".join(traceback.format_exception(type(error), error, error.__traceback__))

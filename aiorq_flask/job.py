@@ -1,0 +1,429 @@
+"""The job model, and its encoding as RQ's job hash and results stream.
+
+Field names, value encodings and statuses are rq's (spec §3, §4), so ``rq info``,
+rq-dashboard, ``Job.fetch`` and stock workers read what we write and we read theirs.
+This module is the one place that knows those encodings.
+"""
+
+from __future__ import annotations
+
+import base64
+import enum
+import json
+import re
+import zlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from redis.asyncio import Redis
+
+from . import keys
+from .errors import (
+    DeserializationError,
+    InvalidJobError,
+    InvalidJobOperation,
+    NoSuchJobError,
+    SerializationError,
+)
+from .serializer import MsgpackSerializer
+
+DEFAULT_TIMEOUT = 180
+DEFAULT_RESULT_TTL = 500
+DEFAULT_FAILURE_TTL = 31_536_000
+DEFAULT_CALLBACK_TIMEOUT = 60
+RESULTS_MAXLEN = 10
+
+_JOB_ID = re.compile(r"[A-Za-z0-9_-]+")
+_TS_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
+
+
+class JobStatus(str, enum.Enum):
+    """rq's job statuses (never 3.0's ``ready_to_enqueue``/``rate_limited``: 2.12 can't read them)."""
+
+    CREATED = "created"
+    QUEUED = "queued"
+    DEFERRED = "deferred"
+    SCHEDULED = "scheduled"
+    STARTED = "started"
+    FINISHED = "finished"
+    FAILED = "failed"
+    STOPPED = "stopped"
+    CANCELED = "canceled"
+
+
+class ResultType(enum.IntEnum):
+    SUCCESSFUL = 1
+    FAILED = 2
+    STOPPED = 3
+    RETRIED = 4
+    MAX_RETRIES_EXCEEDED = 5
+
+
+@dataclass(frozen=True)
+class Retry:
+    """Retry a raising job up to ``max`` times, waiting ``interval`` seconds (or the
+    n-th of a list of intervals) before each new attempt."""
+
+    max: int
+    interval: int | Sequence[int] = 0
+
+    def __post_init__(self) -> None:
+        if self.max < 1:
+            raise InvalidJobError(f"Retry(max={self.max!r}): max must be at least 1")
+
+    @property
+    def intervals(self) -> list[int]:
+        return [self.interval] if isinstance(self.interval, int) else list(self.interval)
+
+
+@dataclass(frozen=True)
+class Result:
+    """One recorded outcome of a job, read from ``rq:results:<id>``."""
+
+    id: str
+    type: ResultType
+    created_at: datetime
+    return_value: Any = None
+    exc_string: str | None = None
+    worker_name: str = ""
+    execution_id: str | None = None
+
+    @classmethod
+    def from_entry(cls, entry_id: bytes, fields: Mapping[bytes, bytes]) -> Result:
+        millis = int(entry_id.split(b"-", 1)[0])
+        raw_value = fields.get(b"return_value")
+        raw_exc = fields.get(b"exc_string")
+        exec_id = fields.get(b"execution_id")
+        return cls(
+            id=entry_id.decode(),
+            type=ResultType(int(fields[b"type"])),
+            created_at=datetime.fromtimestamp(millis / 1000, timezone.utc),
+            return_value=None
+            if raw_value is None
+            else MsgpackSerializer.loads(base64.b64decode(raw_value)),
+            exc_string=None
+            if raw_exc is None
+            else zlib.decompress(base64.b64decode(raw_exc)).decode("utf-8", "replace"),
+            worker_name=fields.get(b"worker_name", b"").decode(),
+            execution_id=None if exec_id is None else exec_id.decode(),
+        )
+
+
+def format_ts(moment: datetime) -> str:
+    """rq's timestamp text: UTC, six fractional digits, a literal ``Z``."""
+    return moment.astimezone(timezone.utc).strftime(_TS_FORMAT)
+
+
+def now_ts() -> str:
+    return datetime.now(timezone.utc).strftime(_TS_FORMAT)
+
+
+def parse_ts(value: bytes | str | None) -> datetime | None:
+    """An aware UTC datetime from rq's timestamp text; ``None`` for empty or missing."""
+    if not value:
+        return None
+    text = value.decode() if isinstance(value, bytes) else value
+    fmt = _TS_FORMAT if "." in text else "%Y-%m-%dT%H:%M:%SZ"
+    return datetime.strptime(text, fmt).replace(tzinfo=timezone.utc)
+
+
+def validate_job_id(job_id: str) -> str:
+    if not isinstance(job_id, str) or not _JOB_ID.fullmatch(job_id):
+        raise InvalidJobError(
+            f"job_id {job_id!r} is not valid: rq accepts only letters, digits, '_' and '-'"
+        )
+    return job_id
+
+
+def encode_data(func_name: str, args: Sequence[Any], kwargs: Mapping[str, Any]) -> bytes:
+    """``data`` = zlib(msgpack([func, None, args, kwargs])); names the argument at fault."""
+    try:
+        return zlib.compress(MsgpackSerializer.dumps([func_name, None, list(args), kwargs]))
+    except SerializationError as error:
+        raise _argument_error(func_name, args, kwargs) or error from None
+
+
+def _argument_error(
+    func_name: str, args: Sequence[Any], kwargs: Mapping[str, Any]
+) -> SerializationError | None:
+    named: list[tuple[str, Any]] = [(f"positional argument {i}", v) for i, v in enumerate(args)]
+    named += [(f"keyword argument {k!r}", v) for k, v in kwargs.items()]
+    for name, value in named:
+        try:
+            MsgpackSerializer.dumps(value)
+        except SerializationError as error:
+            return SerializationError(f"{func_name}: {name} cannot be serialized: {error}")
+    return None
+
+
+def decode_data(data: bytes) -> tuple[str, list[Any], dict[str, Any]]:
+    try:
+        payload = zlib.decompress(data)
+    except zlib.error:
+        payload = data  # rq accepts uncompressed serializer bytes too
+    try:
+        func_name, _instance, args, kwargs = MsgpackSerializer.loads(payload)
+    except (DeserializationError, TypeError, ValueError) as error:
+        raise DeserializationError(f"job data cannot be decoded with msgpack: {error}") from None
+    if not isinstance(func_name, str):
+        raise DeserializationError(f"job data names no function: {func_name!r}")
+    return func_name, list(args or ()), dict(kwargs or {})
+
+
+def describe_call(func_name: str, args: Sequence[Any], kwargs: Mapping[str, Any]) -> str:
+    """rq's default description: the call as text, each repr cut at 75 characters."""
+    parts = [_short_repr(a) for a in args]
+    parts += sorted(f"{k}={_short_repr(v)}" for k, v in kwargs.items())
+    return f"{func_name}({', '.join(parts)})"
+
+
+def _short_repr(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 75 else text[:75] + "..."
+
+
+def _text(value: bytes | None) -> str:
+    return value.decode() if value else ""
+
+
+def _int(value: bytes | None) -> int | None:
+    return int(value) if value else None
+
+
+def parse_timeout(value: bytes | None) -> int:
+    """rq's ``timeout`` field: integer seconds, or ``30s``/``10m``/``1h``/``2d``."""
+    if not value:
+        return DEFAULT_TIMEOUT
+    text = value.decode()
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    if text[-1:] in units:
+        return int(text[:-1]) * units[text[-1]]
+    return int(text)
+
+
+@dataclass(eq=False)
+class Job:
+    """A job as stored in ``rq:job:<id>``. Build one with ``Queue.enqueue`` or ``Job.fetch``.
+
+    Timestamps are aware UTC datetimes. ``args``/``kwargs``/``func_name`` are decoded
+    lazily from ``data``, so fetching a job whose payload is broken still works.
+    """
+
+    id: str
+    connection: Redis
+    data: bytes
+    origin: str = ""
+    description: str = ""
+    status: JobStatus | None = None
+    timeout: int = DEFAULT_TIMEOUT
+    created_at: datetime | None = None
+    enqueued_at: datetime | None = None
+    started_at: datetime | None = None
+    ended_at: datetime | None = None
+    last_heartbeat: datetime | None = None
+    worker_name: str = ""
+    result_ttl: int | None = None
+    failure_ttl: int | None = None
+    ttl: int | None = None
+    retries_left: int | None = None
+    retry_intervals: list[int] = field(default_factory=list)
+    enqueue_at_front_on_retry: bool = False
+    meta: dict[str, Any] = field(default_factory=dict)
+    dependency_ids: list[str] = field(default_factory=list)
+    allow_dependency_failures: bool = False
+    success_callback_name: str = ""
+    failure_callback_name: str = ""
+    stopped_callback_name: str = ""
+    success_callback_timeout: int = DEFAULT_CALLBACK_TIMEOUT
+    failure_callback_timeout: int = DEFAULT_CALLBACK_TIMEOUT
+    stopped_callback_timeout: int = DEFAULT_CALLBACK_TIMEOUT
+    _call: tuple[str, list[Any], dict[str, Any]] | None = field(default=None, repr=False)
+
+    def __repr__(self) -> str:
+        return (
+            f"<Job {self.id} {self.status.value if self.status else 'created'}: {self.description}>"
+        )
+
+    @property
+    def key(self) -> str:
+        return keys.job(self.id)
+
+    def _decoded(self) -> tuple[str, list[Any], dict[str, Any]]:
+        if self._call is None:
+            self._call = decode_data(self.data)
+        return self._call
+
+    @property
+    def func_name(self) -> str:
+        return self._decoded()[0]
+
+    @property
+    def args(self) -> list[Any]:
+        return self._decoded()[1]
+
+    @property
+    def kwargs(self) -> dict[str, Any]:
+        return self._decoded()[2]
+
+    @classmethod
+    def from_hash(cls, job_id: str, mapping: Mapping[bytes, bytes], connection: Redis) -> Job:
+        """Decode an ``HGETALL``; ``NoSuchJobError`` when it is empty or has no ``data``."""
+        data = mapping.get(b"data")
+        if data is None:
+            raise NoSuchJobError(f"no job {job_id!r} in Redis (key {keys.job(job_id)})")
+        get = mapping.get
+        raw_meta = get(b"meta")
+        raw_deps = get(b"dependency_ids")
+        status = get(b"status")
+        return cls(
+            id=job_id,
+            connection=connection,
+            data=data,
+            origin=_text(get(b"origin")),
+            description=_text(get(b"description")),
+            status=JobStatus(status.decode()) if status else None,
+            timeout=parse_timeout(get(b"timeout")),
+            created_at=parse_ts(get(b"created_at")),
+            enqueued_at=parse_ts(get(b"enqueued_at")),
+            started_at=parse_ts(get(b"started_at")),
+            ended_at=parse_ts(get(b"ended_at")),
+            last_heartbeat=parse_ts(get(b"last_heartbeat")),
+            worker_name=_text(get(b"worker_name")),
+            result_ttl=_int(get(b"result_ttl")),
+            failure_ttl=_int(get(b"failure_ttl")),
+            ttl=_int(get(b"ttl")),
+            retries_left=_int(get(b"retries_left")),
+            retry_intervals=json.loads(get(b"retry_intervals") or b"[]"),
+            enqueue_at_front_on_retry=get(b"enqueue_at_front_on_retry") == b"1",
+            meta=_decode_meta(raw_meta),
+            dependency_ids=json.loads(raw_deps) if raw_deps else _legacy_dependency(mapping),
+            allow_dependency_failures=get(b"allow_dependency_failures") == b"1",
+            success_callback_name=_text(get(b"success_callback_name")),
+            failure_callback_name=_text(get(b"failure_callback_name")),
+            stopped_callback_name=_text(get(b"stopped_callback_name")),
+            success_callback_timeout=_int(get(b"success_callback_timeout"))
+            or DEFAULT_CALLBACK_TIMEOUT,
+            failure_callback_timeout=_int(get(b"failure_callback_timeout"))
+            or DEFAULT_CALLBACK_TIMEOUT,
+            stopped_callback_timeout=_int(get(b"stopped_callback_timeout"))
+            or DEFAULT_CALLBACK_TIMEOUT,
+        )
+
+    @classmethod
+    async def fetch(cls, job_id: str, connection: Redis) -> Job:
+        """Read ``rq:job:<id>`` (one ``HGETALL``); raises ``NoSuchJobError``."""
+        validate_job_id(job_id)
+        return cls.from_hash(job_id, await connection.hgetall(keys.job(job_id)), connection)
+
+    async def refresh(self) -> None:
+        fresh = await Job.fetch(self.id, self.connection)
+        for name in self.__dataclass_fields__:
+            setattr(self, name, getattr(fresh, name))
+
+    async def get_status(self, refresh: bool = True) -> JobStatus | None:
+        if refresh:
+            raw = await self.connection.hget(self.key, "status")
+            self.status = JobStatus(raw.decode()) if raw else None
+        return self.status
+
+    async def latest_result(self, timeout: float = 0) -> Result | None:
+        """The newest entry of the results stream, or None.
+
+        With ``timeout`` > 0 and no entry yet, blocks on ``XREAD BLOCK`` up to that many
+        seconds for the first one.
+        """
+        stream = keys.results(self.id)
+        entries = await self.connection.xrevrange(stream, count=1)
+        if not entries and timeout > 0:
+            reply = await self.connection.xread({stream: "0-0"}, block=int(timeout * 1000))
+            entries = reply[0][1][-1:] if reply else []
+        return Result.from_entry(*entries[0]) if entries else None
+
+    async def results(self) -> list[Result]:
+        """Every recorded outcome, newest first (the stream keeps about ten)."""
+        return [
+            Result.from_entry(*e) for e in await self.connection.xrevrange(keys.results(self.id))
+        ]
+
+    async def return_value(self) -> Any:
+        """The value of the latest result if it succeeded, else None."""
+        result = await self.latest_result()
+        return result.return_value if result and result.type is ResultType.SUCCESSFUL else None
+
+    async def save_meta(self) -> None:
+        await self.connection.hset(self.key, "meta", MsgpackSerializer.dumps(self.meta))
+
+    async def delete(self) -> None:
+        """Remove the job, its results and its place in its queue and registries."""
+        origin = self.origin
+        async with self.connection.pipeline(transaction=True) as pipe:
+            pipe.lrem(keys.queue(origin), 0, self.id)
+            for registry in (
+                keys.finished,
+                keys.failed,
+                keys.deferred,
+                keys.scheduled,
+                keys.canceled,
+            ):
+                pipe.zrem(registry(origin), self.id)
+            pipe.delete(
+                self.key,
+                keys.results(self.id),
+                keys.dependents(self.id),
+                keys.dependencies(self.id),
+            )
+            await pipe.execute()
+
+    async def cancel(self) -> None:
+        """Take a waiting job out of its queue and book it ``canceled`` (spec §5.12).
+
+        A running job is not stopped by this (``send_stop_job_command`` does that).
+        """
+        status = await self.get_status()
+        if status is JobStatus.CANCELED:
+            raise InvalidJobOperation(f"job {self.id!r} is already canceled")
+        origin = self.origin
+        async with self.connection.pipeline(transaction=True) as pipe:
+            pipe.hset(self.key, "status", JobStatus.CANCELED.value)
+            pipe.lrem(keys.queue(origin), 1, self.id)
+            for registry in (keys.deferred, keys.scheduled, keys.finished, keys.failed):
+                pipe.zrem(registry(origin), self.id)
+            pipe.zadd(keys.canceled(origin), {self.id: int(datetime.now(timezone.utc).timestamp())})
+            await pipe.execute()
+        self.status = JobStatus.CANCELED
+
+    async def requeue(self, at_front: bool = False) -> None:
+        """Put a failed, stopped or canceled job back on its queue, as ``rq requeue`` does."""
+        status = await self.get_status()
+        if status not in (JobStatus.FAILED, JobStatus.STOPPED, JobStatus.CANCELED):
+            raise InvalidJobOperation(
+                f"job {self.id!r} is {status.value if status else 'created'}: only failed, "
+                "stopped or canceled jobs can be requeued"
+            )
+        origin = self.origin
+        async with self.connection.pipeline(transaction=True) as pipe:
+            pipe.zrem(keys.failed(origin), self.id)
+            pipe.zrem(keys.canceled(origin), self.id)
+            pipe.hset(self.key, mapping={"status": JobStatus.QUEUED.value, "enqueued_at": now_ts()})
+            pipe.persist(self.key)
+            pipe.sadd(keys.QUEUES, keys.queue(origin))
+            (pipe.lpush if at_front else pipe.rpush)(keys.queue(origin), self.id)
+            await pipe.execute()
+        self.status = JobStatus.QUEUED
+
+
+def _decode_meta(raw: bytes | None) -> dict[str, Any]:
+    if not raw:
+        return {}
+    try:
+        meta = MsgpackSerializer.loads(raw)
+    except DeserializationError:
+        return {"unserialized": raw}
+    return meta if isinstance(meta, dict) else {"unserialized": raw}
+
+
+def _legacy_dependency(mapping: Mapping[bytes, bytes]) -> list[str]:
+    legacy = mapping.get(b"dependency_id")
+    return [legacy.decode()] if legacy else []

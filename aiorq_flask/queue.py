@@ -1,0 +1,390 @@
+"""``Queue``: enqueue jobs in RQ's format, one MULTI round trip per call.
+
+Stock rq sends two round trips per enqueue (spec §8.3); here the hash, ``SADD rq:queues``
+and the push share one MULTI, and ``enqueue_many`` puts any number of jobs in one. The
+hash is always written in the same transaction as the push, so a worker can never pop
+an id whose hash is not there yet (spec §7).
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import uuid
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import TYPE_CHECKING, Any
+
+from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
+
+from . import keys
+from .dependencies import enqueue_dependent
+from .eager import run_eagerly
+from .errors import InvalidJobError, NoSuchJobError
+from .job import (
+    DEFAULT_CALLBACK_TIMEOUT,
+    DEFAULT_TIMEOUT,
+    Job,
+    JobStatus,
+    Retry,
+    describe_call,
+    encode_data,
+    now_ts,
+    validate_job_id,
+)
+from .serializer import MsgpackSerializer
+
+if TYPE_CHECKING:
+    from ._connections import ConnectionPools
+
+ENQUEUE_OPTIONS = frozenset(
+    {
+        "job_id",
+        "job_timeout",
+        "result_ttl",
+        "ttl",
+        "failure_ttl",
+        "description",
+        "meta",
+        "at_front",
+        "depends_on",
+        "retry",
+        "on_success",
+        "on_failure",
+        "on_stopped",
+    }
+)
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def function_path(func: Any) -> str:
+    """``module.qualname`` of something a worker can import, else ``InvalidJobError``."""
+    if isinstance(func, str):
+        if not func or func.startswith(".") or func.endswith("."):
+            raise InvalidJobError(f"{func!r} is not a dotted function path")
+        return func
+    func = getattr(func, "__aiorq_func__", func)  # a @rq.job wrapper enqueues its function
+    if inspect.ismethod(func):
+        raise InvalidJobError(
+            f"{func!r} is a bound method: enqueue a module-level function or a staticmethod"
+        )
+    module = getattr(func, "__module__", None)
+    qualname = getattr(func, "__qualname__", None)
+    if not callable(func) or not module or not qualname:
+        raise InvalidJobError(
+            f"{func!r} cannot be enqueued: only module-level functions (or their dotted "
+            "path) can be, since the worker imports the function by name"
+        )
+    if "<lambda>" in qualname or "<locals>" in qualname:
+        raise InvalidJobError(
+            f"{module}.{qualname} is a lambda or nested function: a worker cannot import "
+            "it; define it at module level"
+        )
+    if module == "__main__":
+        raise InvalidJobError(
+            f"{qualname} is defined in __main__: a worker cannot import it; move it to a module"
+        )
+    return f"{module}.{qualname}"
+
+
+def _seconds(name: str, value: Any, allow_none_as: int | None = None) -> int | None:
+    """Integer seconds from an int, a timedelta or rq's '30s'/'10m'/'1h'/'2d' text."""
+    if value is None:
+        return allow_none_as
+    if isinstance(value, timedelta):
+        return int(value.total_seconds())
+    if isinstance(value, str) and value[-1:] in _UNITS and value[:-1].isdigit():
+        return int(value[:-1]) * _UNITS[value[-1]]
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    raise InvalidJobError(
+        f"{name}={value!r} is not a duration: use whole seconds, a timedelta or '30s'/'10m'/'1h'"
+    )
+
+
+def _callback(name: str, value: Any) -> tuple[str, int] | None:
+    """A callback option: a function, its dotted path, or ``(function, timeout)``."""
+    if value is None:
+        return None
+    func, timeout = value if isinstance(value, tuple) else (value, DEFAULT_CALLBACK_TIMEOUT)
+    try:
+        return function_path(func), int(timeout)
+    except InvalidJobError as error:
+        raise InvalidJobError(f"{name}: {error}") from None
+
+
+def _dependency_ids(depends_on: Any) -> list[str]:
+    items = depends_on if isinstance(depends_on, (list, tuple)) else [depends_on]
+    return [validate_job_id(d.id if isinstance(d, Job) else d) for d in items]
+
+
+@dataclass(frozen=True)
+class EnqueueData:
+    """A job ready to be written: built by ``Queue.prepare_data``, written by ``enqueue_many``."""
+
+    job_id: str
+    func_name: str
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+    mapping: dict[str, Any]
+    at_front: bool
+    ttl: int | None
+    depends_on: tuple[str, ...]
+    allow_dependency_failures: bool = False
+
+
+class Queue:
+    """A named RQ queue on one resolved connection. Coroutines reach Redis."""
+
+    def __init__(
+        self,
+        name: str,
+        connection_name: str,
+        pools: ConnectionPools,
+        *,
+        eager: bool = False,
+        app: Any = None,
+    ) -> None:
+        self.name = name
+        self.key = keys.queue(name)
+        self.connection_name = connection_name
+        self.eager = eager
+        self._pools = pools
+        self._app = app
+
+    def __repr__(self) -> str:
+        return f"<Queue {self.name!r} on connection {self.connection_name!r}>"
+
+    @property
+    def connection(self) -> Redis:
+        """The ``redis.asyncio`` client of this queue's connection for the running loop."""
+        return self._pools.client(self.connection_name)
+
+    # -- building jobs -------------------------------------------------------------
+
+    def prepare_data(
+        self,
+        func: Callable[..., Any] | str,
+        args: Sequence[Any] | None = None,
+        kwargs: Mapping[str, Any] | None = None,
+        *,
+        job_id: str | None = None,
+        job_timeout: int | str | timedelta | None = None,
+        result_ttl: int | timedelta | None = None,
+        ttl: int | timedelta | None = None,
+        failure_ttl: int | timedelta | None = None,
+        description: str | None = None,
+        meta: Mapping[str, Any] | None = None,
+        at_front: bool = False,
+        depends_on: Any = None,
+        allow_dependency_failures: bool = False,
+        retry: Retry | None = None,
+        on_success: Any = None,
+        on_failure: Any = None,
+        on_stopped: Any = None,
+    ) -> EnqueueData:
+        """Validate and encode one job without touching Redis.
+
+        Raises ``InvalidJobError`` (bad id, function or option) or ``SerializationError``
+        (naming the argument that msgpack cannot encode).
+        """
+        func_name = function_path(func)
+        args = tuple(args or ())
+        kwargs = dict(kwargs or {})
+        job_id = uuid.uuid4().hex if job_id is None else validate_job_id(job_id)
+        timeout = _seconds("job_timeout", job_timeout, DEFAULT_TIMEOUT)
+        mapping: dict[str, Any] = {
+            "status": JobStatus.QUEUED.value,
+            "created_at": now_ts(),
+            "data": encode_data(func_name, args, kwargs),
+            "success_callback_name": "",
+            "failure_callback_name": "",
+            "stopped_callback_name": "",
+            "started_at": "",
+            "ended_at": "",
+            "last_heartbeat": "",
+            "worker_name": "",
+            "group_id": "",
+            "origin": self.name,
+            "description": description or describe_call(func_name, args, kwargs),
+            "enqueued_at": now_ts(),
+            "timeout": timeout,
+        }
+        if meta:
+            mapping["meta"] = MsgpackSerializer.dumps(dict(meta))
+        for name, value in (("result_ttl", result_ttl), ("failure_ttl", failure_ttl)):
+            if value is not None:
+                mapping[name] = _seconds(name, value)
+        job_ttl = _seconds("ttl", ttl)
+        if job_ttl is not None:
+            mapping["ttl"] = job_ttl
+        if retry is not None:
+            mapping["retries_left"] = retry.max
+            mapping["retry_intervals"] = json.dumps(retry.intervals)
+        for kind, value in (
+            ("success", on_success),
+            ("failure", on_failure),
+            ("stopped", on_stopped),
+        ):
+            callback = _callback(f"on_{kind}", value)
+            if callback is not None:
+                mapping[f"{kind}_callback_name"], mapping[f"{kind}_callback_timeout"] = callback
+        dependency_ids = _dependency_ids(depends_on) if depends_on is not None else []
+        if dependency_ids:
+            mapping["dependency_id"] = dependency_ids[0]
+            mapping["dependency_ids"] = json.dumps(dependency_ids)
+            if allow_dependency_failures:
+                mapping["allow_dependency_failures"] = 1
+        return EnqueueData(
+            job_id=job_id,
+            func_name=func_name,
+            args=args,
+            kwargs=kwargs,
+            mapping=mapping,
+            at_front=at_front,
+            ttl=job_ttl,
+            depends_on=tuple(dependency_ids),
+            allow_dependency_failures=allow_dependency_failures,
+        )
+
+    def _job(self, data: EnqueueData, connection: Redis) -> Job:
+        mapping = {k.encode(): str(v).encode() for k, v in data.mapping.items() if k != "data"}
+        mapping[b"data"] = data.mapping["data"]
+        if "meta" in data.mapping:
+            mapping[b"meta"] = data.mapping["meta"]
+        job = Job.from_hash(data.job_id, mapping, connection)
+        job._call = (data.func_name, list(data.args), data.kwargs)
+        return job
+
+    # -- writing jobs --------------------------------------------------------------
+
+    def _push(self, pipe: Pipeline, data: EnqueueData) -> None:
+        self._write_hash(pipe, data)
+        pipe.sadd(keys.QUEUES, self.key)
+        (pipe.lpush if data.at_front else pipe.rpush)(self.key, data.job_id)
+
+    def _write_hash(self, pipe: Pipeline, data: EnqueueData) -> None:
+        job_key = keys.job(data.job_id)
+        pipe.hset(job_key, mapping=data.mapping)
+        if data.ttl is not None:
+            for key in (job_key, keys.dependents(data.job_id), keys.dependencies(data.job_id)):
+                pipe.expire(key, data.ttl)
+
+    async def enqueue_many(self, jobs: Iterable[EnqueueData]) -> list[Job]:
+        """Write any number of prepared jobs in one MULTI (one round trip, all or nothing).
+
+        Jobs with ``depends_on`` are not accepted here; enqueue them one by one.
+        """
+        jobs = list(jobs)
+        if any(data.depends_on for data in jobs):
+            raise InvalidJobError("enqueue_many does not take jobs with depends_on")
+        if self.eager:
+            return [await self._run_eagerly(data) for data in jobs]
+        connection = self.connection
+        async with connection.pipeline(transaction=True) as pipe:
+            for data in jobs:
+                self._push(pipe, data)
+            await pipe.execute()
+        return [self._job(data, connection) for data in jobs]
+
+    async def enqueue_call(
+        self,
+        func: Callable[..., Any] | str,
+        args: Sequence[Any] | None = None,
+        kwargs: Mapping[str, Any] | None = None,
+        **options: Any,
+    ) -> Job:
+        """Enqueue ``func(*args, **kwargs)`` with rq's options (``job_id``, ``job_timeout``,
+        ``result_ttl``, ``ttl``, ``failure_ttl``, ``description``, ``meta``, ``at_front``,
+        ``depends_on``, ``retry``, ``on_success``, ``on_failure``, ``on_stopped``)."""
+        unknown = set(options) - ENQUEUE_OPTIONS - {"allow_dependency_failures"}
+        if unknown:
+            raise TypeError(f"unknown enqueue option(s): {', '.join(sorted(unknown))}")
+        data = self.prepare_data(func, args, kwargs, **options)
+        if self.eager:
+            return await self._run_eagerly(data)
+        connection = self.connection
+        if data.depends_on:
+            await enqueue_dependent(self, data)
+            return self._job(data, connection)
+        async with connection.pipeline(transaction=True) as pipe:
+            self._push(pipe, data)
+            await pipe.execute()
+        return self._job(data, connection)
+
+    async def enqueue(self, f: Callable[..., Any] | str, *args: Any, **kwargs: Any) -> Job:
+        """Enqueue ``f(*args, **kwargs)``; rq's option names are taken out of ``kwargs``
+        (use ``enqueue_call`` to pass an argument with such a name to ``f``)."""
+        options = {k: kwargs.pop(k) for k in ENQUEUE_OPTIONS.intersection(kwargs)}
+        return await self.enqueue_call(f, args, kwargs, **options)
+
+    async def enqueue_at(
+        self, when: datetime, f: Callable[..., Any] | str, *args: Any, **kwargs: Any
+    ) -> Job:
+        """Schedule ``f(*args, **kwargs)`` for ``when``; a naive ``when`` is read as UTC.
+
+        A worker's scheduler moves it onto the queue when it is due.
+        """
+        options = {k: kwargs.pop(k) for k in ENQUEUE_OPTIONS.intersection(kwargs)}
+        if options.get("depends_on") is not None:
+            raise InvalidJobError("a scheduled job cannot also have depends_on")
+        data = self.prepare_data(f, args, kwargs, **options)
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=timezone.utc)
+        data.mapping["status"] = JobStatus.SCHEDULED.value
+        del data.mapping["enqueued_at"]
+        if data.at_front:
+            data.mapping["enqueue_at_front"] = 1
+        connection = self.connection
+        async with connection.pipeline(transaction=True) as pipe:
+            self._write_hash(pipe, data)
+            pipe.sadd(keys.QUEUES, self.key)
+            pipe.zadd(keys.scheduled(self.name), {data.job_id: int(when.timestamp())})
+            await pipe.execute()
+        return self._job(data, connection)
+
+    async def enqueue_in(
+        self, delay: timedelta | float, f: Callable[..., Any] | str, *args: Any, **kwargs: Any
+    ) -> Job:
+        """Schedule ``f(*args, **kwargs)`` to run after ``delay`` (a timedelta or seconds)."""
+        seconds = delay.total_seconds() if isinstance(delay, timedelta) else float(delay)
+        when = datetime.now(timezone.utc) + timedelta(seconds=seconds)
+        return await self.enqueue_at(when, f, *args, **kwargs)
+
+    async def _run_eagerly(self, data: EnqueueData) -> Job:
+        return await run_eagerly(self, data)
+
+    # -- reading ---------------------------------------------------------------------
+
+    async def count(self) -> int:
+        """How many job ids wait in the queue."""
+        return int(await self.connection.llen(self.key))
+
+    async def job_ids(self, offset: int = 0, length: int = -1) -> list[str]:
+        end = -1 if length < 0 else offset + length - 1
+        return [i.decode() for i in await self.connection.lrange(self.key, offset, end)]
+
+    async def fetch_job(self, job_id: str) -> Job | None:
+        """The job if it exists and belongs to this queue, else None (as rq does)."""
+        try:
+            job = await Job.fetch(job_id, self.connection)
+        except NoSuchJobError:
+            return None
+        return job if job.origin == self.name else None
+
+    async def empty(self) -> int:
+        """Delete every waiting job of this queue (ids and hashes); return how many."""
+        connection = self.connection
+        ids = await connection.lrange(self.key, 0, -1)
+        async with connection.pipeline(transaction=True) as pipe:
+            pipe.delete(self.key)
+            for job_id in ids:
+                job_id = job_id.decode()
+                pipe.delete(keys.job(job_id), keys.results(job_id), keys.dependents(job_id))
+            await pipe.execute()
+        return len(ids)

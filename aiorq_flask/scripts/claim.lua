@@ -1,0 +1,45 @@
+-- Claim up to ARGV[2] waiting jobs for one worker, queues in priority order (KEYS).
+-- Popping the id and booking it in rq:wip:<origin> happen in this one atomic step, so a
+-- claimed id is never held only in a worker's memory (spec §5.5, A and B merged).
+-- ARGV: worker name, max jobs, now (float), now (rq ts), wip ttl, execution ids...
+-- Returns {id, execution id, HGETALL fields} per claimed job; fields are empty when the
+-- hash is gone or has no data (the worker fails such ids with a message).
+local worker, max = ARGV[1], tonumber(ARGV[2])
+local now, ts, ttl = tonumber(ARGV[3]), ARGV[4], tonumber(ARGV[5])
+local claimed = {}
+for _, queue_key in ipairs(KEYS) do
+  local room = max - #claimed
+  if room <= 0 then break end
+  local ids = redis.call('LPOP', queue_key, room)
+  if ids then
+    for _, id in ipairs(ids) do
+      local exec = ARGV[5 + #claimed + 1]
+      local job = 'rq:job:' .. id
+      local fields = {}
+      if redis.call('HEXISTS', job, 'data') == 1 then
+        local origin = redis.call('HGET', job, 'origin') or ''
+        local member = id .. ':' .. exec
+        local execution = 'rq:execution:' .. id .. ':' .. exec
+        redis.call('HSET', execution, 'id', exec, 'job_id', id, 'created_at', ARGV[3],
+          'last_heartbeat', ARGV[3], 'worker_name', worker)
+        redis.call('EXPIRE', execution, ttl)
+        redis.call('ZADD', 'rq:executions:' .. id, now + ttl + 60, exec)
+        redis.call('EXPIRE', 'rq:executions:' .. id, ttl + 60)
+        redis.call('ZADD', 'rq:wip:' .. origin, now + ttl, member)
+        redis.call('SADD', 'rq:worker:' .. worker .. ':executions', member)
+        redis.call('HSET', job, 'status', 'started', 'started_at', ts, 'last_heartbeat', ts,
+          'worker_name', worker)
+        redis.call('PERSIST', job)
+        fields = redis.call('HGETALL', job)
+      end
+      claimed[#claimed + 1] = {id, exec, fields}
+    end
+  end
+end
+if #claimed > 0 then
+  local worker_key = 'rq:worker:' .. worker
+  redis.call('HSET', worker_key, 'state', 'busy', 'last_heartbeat', ts,
+    'current_job', claimed[#claimed][1])
+  redis.call('EXPIRE', 'rq:worker:' .. worker .. ':executions', ttl + 60)
+end
+return claimed

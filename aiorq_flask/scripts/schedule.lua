@@ -1,0 +1,38 @@
+-- One scheduler tick (spec §5.2): take or keep each queue's scheduler lock, then move the
+-- due jobs of the queues it holds onto their queues. Only the lock holder moves a queue's
+-- jobs, so two schedulers never push one job twice.
+-- ARGV: scheduler name, now (int epoch), now (rq ts), lock ttl, then the queue names.
+-- Returns how many jobs it moved.
+local name, now, ts, lock_ttl = ARGV[1], tonumber(ARGV[2]), ARGV[3], tonumber(ARGV[4])
+local moved = 0
+for i = 5, #ARGV do
+  local queue_name = ARGV[i]
+  local lock = 'rq:scheduler-lock:' .. queue_name
+  local holder = redis.call('GET', lock)
+  if not holder then
+    redis.call('SET', lock, name, 'EX', lock_ttl)
+    holder = name
+  elseif holder == name then
+    redis.call('EXPIRE', lock, lock_ttl)
+  end
+  if holder == name then
+    local scheduled = 'rq:scheduled:' .. queue_name
+    for _, id in ipairs(redis.call('ZRANGEBYSCORE', scheduled, 0, now, 'LIMIT', 0, 1000)) do
+      local job = 'rq:job:' .. id
+      if redis.call('EXISTS', job) == 1 then
+        redis.call('HSET', job, 'status', 'queued', 'enqueued_at', ts)
+        local front = redis.call('HGET', job, 'enqueue_at_front') == '1'
+          or (redis.call('HGET', job, 'enqueue_at_front_on_retry') == '1'
+              and (redis.call('HGET', job, 'ended_at') or '') ~= '')
+        if front then
+          redis.call('LPUSH', 'rq:queue:' .. queue_name, id)
+        else
+          redis.call('RPUSH', 'rq:queue:' .. queue_name, id)
+        end
+        moved = moved + 1
+      end
+      redis.call('ZREM', scheduled, id)
+    end
+  end
+end
+return moved

@@ -1,0 +1,524 @@
+"""The asyncio worker: one process serves every queue of one connection.
+
+A few cooperating tasks around one stop request:
+
+- the fetch loop claims waiting jobs (several per round trip, queues in priority order,
+  popped and booked in ``rq:wip`` in one Lua call) and blocks while all queues are empty;
+- each job runs as its own task: ``async def`` on the loop, plain functions in threads;
+- the finisher writes outcomes, batching whatever has ended into one round trip;
+- upkeep: heartbeat, sweep (rescue jobs of dead workers), scheduler, and the pub/sub
+  listener for rq's stop-job command.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import signal
+import socket
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import redis
+from anyio.abc import TaskGroup
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+from redis.asyncio import Redis
+
+from .. import _scripts, keys
+from ..errors import ConfigError, InvalidJobError
+from ..execution import (
+    app_context,
+    call_with_timeout,
+    encode_exc_string,
+    encode_return_value,
+    format_exception,
+    import_function,
+)
+from ..job import DEFAULT_FAILURE_TTL, DEFAULT_RESULT_TTL, Job, format_ts, now_ts
+
+if TYPE_CHECKING:
+    from .._extension import AppState
+
+log = logging.getLogger("aiorq_flask.worker")
+
+VERSION = "0.1.0"
+REDIS_ERRORS = (redis.ConnectionError, redis.TimeoutError, OSError)
+
+
+@dataclass
+class Execution:
+    """One job this worker has claimed and not yet recorded the end of."""
+
+    job_id: str
+    exec_id: str
+    origin: str
+    fields: dict[bytes, bytes]
+    started_at: float = field(default_factory=time.time)
+    scope: anyio.CancelScope | None = None
+    cancel_reason: str | None = None  # "stopped" (stop-job) or "requeue" (shutdown)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    execution: Execution
+    status: str  # finished | failed | stopped | requeue
+    payload: str = ""
+
+
+class Worker:
+    """Serves the queues of one resolved connection until stopped.
+
+    ``await worker.work()`` runs until SIGTERM/SIGINT (when run in the main thread),
+    ``worker.request_stop()``, rq's shutdown command, or, with ``burst=True``, until the
+    queues are empty and every claimed job has been recorded.
+    """
+
+    def __init__(
+        self,
+        state: AppState,
+        connection: str = "default",
+        *,
+        queues: list[str] | None = None,
+        concurrency: int = 10,
+        name: str | None = None,
+        max_jobs: int | None = None,
+        heartbeat: float = 10.0,
+        grace_period: float = 30.0,
+        result_ttl: int = DEFAULT_RESULT_TTL,
+        failure_ttl: int = DEFAULT_FAILURE_TTL,
+    ) -> None:
+        served = state.plan.queues_on(connection)
+        if queues is None:
+            queues = list(served)
+        for queue in queues:
+            if queue not in served:
+                raise ConfigError(
+                    f"queue {queue!r} is not served by connection {connection!r} "
+                    f"(it serves: {', '.join(served)})"
+                )
+        if concurrency < 1:
+            raise ValueError(f"concurrency must be at least 1, not {concurrency!r}")
+        self.app = state.app
+        self.connection_name = connection
+        self.queues = tuple(queues)
+        self.name = name or uuid.uuid4().hex
+        self.concurrency = concurrency
+        self.max_jobs = max_jobs
+        self.heartbeat = heartbeat
+        self.grace_period = grace_period
+        self.result_ttl = result_ttl
+        self.failure_ttl = failure_ttl
+        self.wip_ttl = math.ceil(heartbeat * 1.5)
+        self._pools = state.pools
+        self._queue_keys = [keys.queue(q) for q in self.queues]
+        self._running: dict[str, Execution] = {}
+        self._claimed_total = 0
+        self._limiter = anyio.CapacityLimiter(concurrency)
+        self._room = anyio.Event()
+        self._idle = anyio.Event()
+        self._stop_requested = anyio.Event()
+        self._fetch_scope = anyio.CancelScope()
+        self._outcomes: tuple[MemoryObjectSendStream[Outcome], MemoryObjectReceiveStream[Outcome]]
+        self._outcomes = anyio.create_memory_object_stream[Outcome](math.inf)
+        self.processed = 0
+
+    def __repr__(self) -> str:
+        return f"<Worker {self.name} on {self.connection_name!r}: {', '.join(self.queues)}>"
+
+    @property
+    def redis(self) -> Redis:
+        return self._pools.client(self.connection_name)
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    async def work(self, burst: bool = False) -> None:
+        """Register, serve until stopped, put back unfinished jobs, deregister."""
+        await self._register()
+        log.info(
+            "worker %s serving %s on %r", self.name, ", ".join(self.queues), self.connection_name
+        )
+        try:
+            async with anyio.create_task_group() as upkeep:
+                self._start_upkeep(upkeep)
+                async with anyio.create_task_group() as jobs:
+                    jobs.start_soon(self._finish_loop)
+                    with self._fetch_scope:
+                        await self._fetch_loop(jobs, burst)
+                    await self._drain()
+                    self._outcomes[0].close()
+                upkeep.cancel_scope.cancel()
+        finally:
+            with anyio.CancelScope(shield=True):
+                await self._deregister()
+        log.info("worker %s stopped after %d jobs", self.name, self.processed)
+
+    def request_stop(self) -> None:
+        """Stop taking jobs; running ones get the grace period, then are put back."""
+        if self._stop_requested.is_set():
+            log.warning("second stop request: putting back running jobs now")
+            self.grace_period = 0
+            self._cancel_running("requeue")
+        self._stop_requested.set()
+        self._fetch_scope.cancel()
+
+    def _start_upkeep(self, group: TaskGroup) -> None:
+        group.start_soon(self._every, self.heartbeat, self._send_heartbeat)
+        group.start_soon(self._every, self.heartbeat / 2, self._sweep)
+        group.start_soon(self._every, 1.0, self._schedule)
+        group.start_soon(self._listen_for_commands)
+        if threading.current_thread() is threading.main_thread():
+            group.start_soon(self._handle_signals)
+
+    async def _drain(self) -> None:
+        """Wait for running jobs up to the grace period, then cancel and put back the rest."""
+        if self._running and self._stop_requested.is_set():
+            log.info("waiting up to %gs for %d running jobs", self.grace_period, len(self._running))
+            with anyio.move_on_after(self.grace_period):
+                await self._wait_idle()
+            self._cancel_running("requeue")
+        await self._wait_idle()
+
+    async def _wait_idle(self) -> None:
+        while self._running:
+            self._idle = anyio.Event()
+            await self._idle.wait()
+
+    def _cancel_running(self, reason: str) -> None:
+        for execution in self._running.values():
+            self._cancel(execution, reason)
+
+    @staticmethod
+    def _cancel(execution: Execution, reason: str) -> None:
+        if execution.cancel_reason is None:
+            execution.cancel_reason = reason
+        if execution.scope is not None:
+            execution.scope.cancel()
+
+    async def _handle_signals(self) -> None:
+        with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+            async for signum in signals:
+                log.info("received %s", signal.Signals(signum).name)
+                self.request_stop()
+
+    # -- registration (spec §5.4, §5.13) ------------------------------------------------
+
+    async def _register(self) -> None:
+        client = self.redis
+        worker_key = keys.worker(self.name)
+        existing = await client.hgetall(worker_key)
+        if existing and b"death" not in existing:
+            raise RuntimeError(f"a live worker named {self.name!r} already exists")
+        now = now_ts()
+        async with client.pipeline(transaction=True) as pipe:
+            pipe.delete(worker_key)
+            pipe.hset(
+                worker_key,
+                mapping={
+                    "birth": now,
+                    "last_heartbeat": now,
+                    "queues": ",".join(self.queues),
+                    "pid": os.getpid(),
+                    "hostname": socket.gethostname(),
+                    "ip_address": "",
+                    "version": VERSION,
+                    "python_version": sys.version.split()[0],
+                    "state": "idle",
+                },
+            )
+            pipe.sadd(keys.WORKERS, worker_key)
+            for queue in self.queues:
+                pipe.sadd(keys.workers_on(queue), worker_key)
+            pipe.expire(worker_key, self._worker_key_ttl)
+            pipe.hset(
+                keys.scheduler(self.name),
+                mapping={
+                    "name": self.name,
+                    "hostname": socket.gethostname(),
+                    "pid": os.getpid(),
+                    "queues": ",".join(self.queues),
+                    "created_at": now,
+                    "last_heartbeat": now,
+                },
+            )
+            pipe.expire(keys.scheduler(self.name), 61)
+            await pipe.execute()
+
+    @property
+    def _worker_key_ttl(self) -> int:
+        return math.ceil(self.heartbeat * 3)
+
+    async def _deregister(self) -> None:
+        try:
+            client = self.redis
+            worker_key = keys.worker(self.name)
+            await _scripts.RELEASE_LOCKS(client, [], [self.name, *self.queues])
+            async with client.pipeline(transaction=True) as pipe:
+                pipe.srem(keys.WORKERS, worker_key)
+                for queue in self.queues:
+                    pipe.srem(keys.workers_on(queue), worker_key)
+                pipe.hset(worker_key, mapping={"death": now_ts(), "state": "dead"})
+                pipe.expire(worker_key, 60)
+                pipe.delete(keys.worker_executions(self.name), keys.scheduler(self.name))
+                await pipe.execute()
+        except REDIS_ERRORS as error:
+            log.warning("could not deregister worker %s: %s", self.name, error)
+
+    # -- fetching ------------------------------------------------------------------------
+
+    async def _fetch_loop(self, jobs: TaskGroup, burst: bool) -> None:
+        backoff = Backoff()
+        while not self._reached_max_jobs():
+            room = self.concurrency - len(self._running)
+            if self.max_jobs is not None:
+                room = min(room, self.max_jobs - self._claimed_total)
+            if room <= 0:
+                self._room = anyio.Event()
+                await self._room.wait()
+                continue
+            try:
+                with anyio.CancelScope(shield=True):  # a claim in flight must be seen
+                    claimed = await self._claim(room)
+                if not claimed:
+                    if burst and not self._running:
+                        return
+                    if burst:
+                        self._room = anyio.Event()
+                        await self._room.wait()
+                    else:
+                        await self._wait_for_jobs()
+            except REDIS_ERRORS as error:
+                await backoff.wait(f"fetching jobs failed: {error!r}")
+                continue
+            backoff.reset()
+            for execution in claimed:
+                jobs.start_soon(self._run, execution)
+
+    def _reached_max_jobs(self) -> bool:
+        return self.max_jobs is not None and self._claimed_total >= self.max_jobs
+
+    async def _claim(self, room: int) -> list[Execution]:
+        exec_ids = [uuid.uuid4().hex for _ in range(room)]
+        now = time.time()
+        args = [self.name, room, repr(now), format_ts(_utc(now)), self.wip_ttl, *exec_ids]
+        replies = await _scripts.CLAIM(self.redis, self._queue_keys, args)
+        claimed = []
+        for job_id, exec_id, flat in replies:
+            fields = dict(zip(flat[::2], flat[1::2]))
+            origin = fields.get(b"origin", b"").decode()
+            execution = Execution(job_id.decode(), exec_id.decode(), origin, fields, now)
+            self._running[execution.exec_id] = execution
+            claimed.append(execution)
+        self._claimed_total += len(claimed)
+        return claimed
+
+    async def _wait_for_jobs(self) -> None:
+        """Block until a queue holds a job, without taking it.
+
+        ``BLMOVE q q LEFT LEFT`` pops the head and pushes it straight back in one atomic
+        step: it blocks like a pop but leaves the list as it was, so nothing is ever held
+        only here. One such wait per queue; the first to return ends the others.
+        """
+        async with anyio.create_task_group() as waits:
+            for key in self._queue_keys:
+                waits.start_soon(self._peek, key, waits.cancel_scope)
+
+    async def _peek(self, key: str, scope: anyio.CancelScope) -> None:
+        found = await self.redis.blmove(key, key, timeout=5, src="LEFT", dest="LEFT")
+        if found is not None:
+            scope.cancel()
+
+    # -- running ---------------------------------------------------------------------------
+
+    async def _run(self, execution: Execution) -> None:
+        with anyio.CancelScope() as scope:
+            execution.scope = scope
+            if execution.cancel_reason is not None:
+                scope.cancel()
+            outcome = await self._perform(execution)
+        if scope.cancelled_caught or execution.cancel_reason is not None:
+            outcome = self._cancelled_outcome(execution)
+        await self._outcomes[0].send(outcome)
+
+    async def _perform(self, execution: Execution) -> Outcome:
+        try:
+            if not execution.fields:
+                raise InvalidJobError(
+                    f"job {execution.job_id!r} has no hash (or no 'data' field) in Redis"
+                )
+            job = Job.from_hash(execution.job_id, execution.fields, self.redis)
+            func = import_function(job.func_name)
+            async with app_context(self.app):
+                value = await call_with_timeout(
+                    func, job.args, job.kwargs, job.timeout, self._limiter
+                )
+        except Exception as error:
+            log.warning("job %s failed: %r", execution.job_id, error)
+            return Outcome(execution, "failed", encode_exc_string(format_exception(error)))
+        return Outcome(execution, "finished", encode_return_value(value))
+
+    @staticmethod
+    def _cancelled_outcome(execution: Execution) -> Outcome:
+        if execution.cancel_reason == "stopped":
+            text = "Job stopped by user, work-horse terminated."
+            return Outcome(execution, "stopped", encode_exc_string(text))
+        return Outcome(execution, "requeue")
+
+    # -- recording outcomes ------------------------------------------------------------------
+
+    async def _finish_loop(self) -> None:
+        backoff = Backoff()
+        with self._outcomes[1] as receive:
+            await self._finish_batches(receive, backoff)
+
+    async def _finish_batches(
+        self, receive: MemoryObjectReceiveStream[Outcome], backoff: Backoff
+    ) -> None:
+        async for first in receive:
+            batch = [first]
+            while True:
+                try:
+                    batch.append(receive.receive_nowait())
+                except (anyio.WouldBlock, anyio.EndOfStream):
+                    break
+            while True:
+                try:
+                    with anyio.CancelScope(shield=True):
+                        await self._record(batch)
+                    break
+                except REDIS_ERRORS as error:
+                    await backoff.wait(f"recording {len(batch)} job outcomes failed: {error!r}")
+            backoff.reset()
+
+    async def _record(self, batch: list[Outcome]) -> None:
+        now = time.time()
+        ts = format_ts(_utc(now))
+        calls: list[_scripts.Call] = []
+        for outcome in batch:
+            execution = outcome.execution
+            args = [
+                execution.job_id,
+                execution.exec_id,
+                self.name,
+                outcome.status,
+                repr(now),
+                ts,
+                outcome.payload,
+                repr(execution.started_at),
+                repr(max(now - execution.started_at, 0.0)),
+                self.result_ttl,
+                self.failure_ttl,
+            ]
+            calls.append((_scripts.FINISH, [], args))
+        results = await _scripts.run_batch(self.redis, calls)
+        for outcome, written in zip(batch, results):
+            execution = outcome.execution
+            log.debug("job %s: %s", execution.job_id, written.decode())
+            self._running.pop(execution.exec_id, None)
+        self.processed += len(batch)
+        self._room.set()
+        if not self._running:
+            self._idle.set()
+
+    # -- upkeep --------------------------------------------------------------------------------
+
+    async def _every(self, interval: float, step: Callable[[], Awaitable[None]]) -> None:
+        """Run ``step`` now and then every ``interval`` seconds; log failures, carry on."""
+        while True:
+            try:
+                await step()
+            except REDIS_ERRORS as error:
+                log.warning("%s failed: %r", step.__name__, error)
+            except Exception:
+                log.exception("%s failed", step.__name__)
+            await anyio.sleep(interval)
+
+    async def _send_heartbeat(self) -> None:
+        now = time.time()
+        args: list[Any] = [
+            self.name,
+            repr(now),
+            format_ts(_utc(now)),
+            self.wip_ttl,
+            self._worker_key_ttl,
+            "busy" if self._running else "idle",
+        ]
+        for execution in list(self._running.values()):
+            args += [execution.job_id, execution.exec_id, execution.origin]
+        await _scripts.HEARTBEAT(self.redis, [], args)
+
+    async def _sweep(self) -> None:
+        now = time.time()
+        text = f"Moved to FailedJobRegistry, due to AbandonedJobError, at {_utc(now)}"
+        args = [repr(now), format_ts(_utc(now)), encode_exc_string(text), self.failure_ttl, 100]
+        requeued, failed = await _scripts.SWEEP(self.redis, [], [*args, *self.queues])
+        if requeued or failed:
+            log.warning("rescued jobs of dead workers: %d requeued, %d failed", requeued, failed)
+
+    async def _schedule(self) -> None:
+        now = time.time()
+        args = [self.name, int(now), format_ts(_utc(now)), 61, *self.queues]
+        moved = await _scripts.SCHEDULE(self.redis, [], args)
+        if moved:
+            log.info("scheduler moved %d due jobs onto their queues", moved)
+
+    async def _listen_for_commands(self) -> None:
+        """rq's worker commands on ``rq:pubsub:<name>``: stop-job, shutdown, kill-horse."""
+        backoff = Backoff()
+        while True:
+            try:
+                async with self.redis.pubsub() as pubsub:
+                    await pubsub.subscribe(keys.pubsub(self.name))
+                    backoff.reset()
+                    async for message in pubsub.listen():
+                        if message["type"] == "message":
+                            self._on_command(message["data"])
+            except REDIS_ERRORS as error:
+                await backoff.wait(f"command channel lost: {error!r}")
+
+    def _on_command(self, raw: bytes) -> None:
+        try:
+            command = json.loads(raw)
+        except ValueError:
+            log.warning("ignoring malformed command %r", raw)
+            return
+        name = command.get("command")
+        log.info("received command %s", command)
+        if name == "shutdown":
+            self.request_stop()
+        elif name == "kill-horse":
+            self._cancel_running("stopped")
+        elif name in ("stop-job", "stop-execution"):
+            for execution in self._running.values():
+                if (
+                    execution.job_id == command.get("job_id")
+                    and command.get("execution_id", execution.exec_id) == execution.exec_id
+                ):
+                    self._cancel(execution, "stopped")
+
+
+class Backoff:
+    """Exponential wait between reconnection attempts: 0.1 s doubling up to 5 s."""
+
+    def __init__(self) -> None:
+        self.delay = 0.1
+
+    def reset(self) -> None:
+        self.delay = 0.1
+
+    async def wait(self, reason: str) -> None:
+        log.warning("%s; retrying in %.1fs", reason, self.delay)
+        await anyio.sleep(self.delay)
+        self.delay = min(self.delay * 2, 5.0)
+
+
+def _utc(epoch: float) -> datetime:
+    return datetime.fromtimestamp(epoch, timezone.utc)

@@ -1,0 +1,103 @@
+"""rq 3.0's side, run in its own venv: sync client, SimpleWorker or the default forking Worker.
+
+rq has no concurrency inside a worker process. ``--concurrency default`` runs rq's default
+``Worker``, which forks a work horse per job; any number runs ``SimpleWorker``, which
+performs jobs one at a time in the worker process. Results are kept as rq does by default
+(a result stream per job, the finished registry, ``result_ttl`` 500 s).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import _common
+from redis import Redis
+from rq import Queue, SimpleWorker, Worker
+from rq.registry import FailedJobRegistry, FinishedJobRegistry
+
+TASKS = {"noop": "rq_tasks.noop", "sleep_50ms": "rq_tasks.sleep_50ms"}
+
+
+def _queue(args: argparse.Namespace) -> Queue:
+    return Queue("default", connection=Redis.from_url(args.redis_url))
+
+
+def enqueue(args: argparse.Namespace) -> dict[str, object]:
+    q = _queue(args)
+    for _ in range(100):
+        q.enqueue(TASKS[args.task])
+    start = time.perf_counter()
+    for _ in range(args.n):
+        q.enqueue(TASKS[args.task])
+    return {"n": args.n, "seconds": time.perf_counter() - start}
+
+
+def _bulk(q: Queue, task: str, n: int) -> None:
+    q.enqueue_many([Queue.prepare_data(task, args=(), kwargs={}) for _ in range(n)])
+
+
+def enqueue_bulk(args: argparse.Namespace) -> dict[str, object]:
+    q = _queue(args)
+    _bulk(q, TASKS[args.task], 100)
+    start = time.perf_counter()
+    _bulk(q, TASKS[args.task], args.n)
+    return {"n": args.n, "seconds": time.perf_counter() - start}
+
+
+def drain(args: argparse.Namespace) -> dict[str, object]:
+    q = _queue(args)
+    _bulk(q, TASKS[args.task], args.n)
+    finished = FinishedJobRegistry(queue=q).key
+    failed = FailedJobRegistry(queue=q).key
+
+    def done() -> bool:
+        with q.connection.pipeline(transaction=False) as pipe:
+            ok, bad = pipe.zcard(finished).zcard(failed).execute()
+        if bad:
+            raise RuntimeError(f"{bad} rq jobs failed")
+        return ok >= args.n
+
+    worker = _common.WorkerProcess(__file__, _common.worker_args(args))
+    try:
+        finished_at = _common.wait_until(done, args.timeout)
+        return _common.drain_result(worker, finished_at, args.n)
+    finally:
+        worker.stop()
+
+
+def latency(args: argparse.Namespace) -> dict[str, object]:
+    q = _queue(args)
+    worker = _common.WorkerProcess(__file__, _common.worker_args(args, "default"))
+    try:
+        samples = []
+        for i in range(args.n + 5):
+            start = time.perf_counter()
+            job = q.enqueue(TASKS[args.task])
+            if job.latest_result(timeout=5) is None:
+                raise TimeoutError(f"no result for job {job.id}")
+            if i >= 5:  # the first few warm the worker and the connection
+                samples.append(time.perf_counter() - start)
+        return _common.latency_result(samples)
+    finally:
+        worker.stop()
+
+
+def worker(args: argparse.Namespace) -> None:
+    _common.quiet_logging()
+    cls = Worker if _common.concurrency_of(args) is None else SimpleWorker
+    w = cls([_queue(args)], connection=Redis.from_url(args.redis_url))
+    _common.announce_ready()
+    w.work(logging_level="WARNING")
+
+
+if __name__ == "__main__":
+    _common.run(
+        {
+            "enqueue": enqueue,
+            "enqueue_bulk": enqueue_bulk,
+            "drain": drain,
+            "latency": latency,
+            "worker": worker,
+        }
+    )
