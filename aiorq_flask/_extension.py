@@ -134,15 +134,17 @@ class AsyncRQ:
 
     @overload
     def job(
-        self, *, queue: str = "default", **defaults: Any
+        self, func: None = None, /, *, queue: str = "default", **defaults: Any
     ) -> Callable[[Callable[P, R]], JobWrapper[P, R]]: ...
 
     def job(
         self, func: Callable[P, R] | None = None, /, *, queue: str = "default", **defaults: Any
     ) -> JobWrapper[P, R] | Callable[[Callable[P, R]], JobWrapper[P, R]]:
         """Give a function an awaitable ``.enqueue(...)`` on ``queue`` (``@rq.job`` or
-        ``@rq.job(queue="email", job_timeout=60)``)."""
-        decorate = make_job_decorator(self, queue, defaults)
+        ``@rq.job(queue="email", job_timeout=60)``); other options are enqueue defaults."""
+        decorate: Callable[[Callable[P, R]], JobWrapper[P, R]] = make_job_decorator(
+            self, queue, defaults
+        )
         return decorate if func is None else decorate(func)
 
     def make_worker(self, connection: str = "default", app: Any = None, **options: Any) -> Worker:

@@ -26,10 +26,10 @@ class Script:
 
     async def __call__(self, client: Redis, keys: list[str], args: list[Any]) -> Any:
         try:
-            return await client.evalsha(self.sha, len(keys), *keys, *args)  # type: ignore[misc]
+            return await client.evalsha(self.sha, len(keys), *keys, *args)
         except NoScriptError:
             await client.script_load(self.source)
-            return await client.evalsha(self.sha, len(keys), *keys, *args)  # type: ignore[misc]
+            return await client.evalsha(self.sha, len(keys), *keys, *args)
 
 
 Call = tuple[Script, list[str], list[Any]]
@@ -51,7 +51,7 @@ async def run_batch(client: Redis, calls: list[Call]) -> list[Any]:
         for script in {calls[i][0] for i in missing}:
             await client.script_load(script.source)
         retried = await run_batch(client, [calls[i] for i in missing])
-        for i, result in zip(missing, retried):
+        for i, result in zip(missing, retried, strict=True):
             results[i] = result
     for result in results:
         if isinstance(result, Exception):

@@ -35,9 +35,12 @@ async def enqueue_dependent(queue: Queue, data: EnqueueData) -> None:
         while True:
             try:
                 await pipe.watch(*parent_keys)
-                statuses = [await pipe.hget(key, "status") for key in parent_keys]
+                statuses: list[bytes | None] = [
+                    await pipe.hget(key, "status")  # type: ignore[misc]
+                    for key in parent_keys
+                ]
                 ready = all(_parent_done(s, data.allow_dependency_failures) for s in statuses)
-                pipe.multi()
+                pipe.multi()  # type: ignore[no-untyped-call]
                 if ready:
                     queue._push(pipe, data)
                 else:

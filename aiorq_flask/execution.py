@@ -80,17 +80,17 @@ async def call_with_timeout(
     func: Callable[..., Any],
     args: Sequence[Any],
     kwargs: Mapping[str, Any],
-    timeout: float,
+    job_timeout: float,
     limiter: anyio.CapacityLimiter | None = None,
 ) -> Any:
-    """``call`` under ``timeout`` seconds (none if <= 0); raises ``JobTimeoutError``."""
-    if timeout <= 0:
+    """``call`` limited to ``job_timeout`` seconds (none if <= 0); raises ``JobTimeoutError``."""
+    if job_timeout <= 0:
         return await call(func, args, kwargs, limiter)
     try:
-        with anyio.fail_after(timeout):
+        with anyio.fail_after(job_timeout):
             return await call(func, args, kwargs, limiter)
     except TimeoutError as error:
-        raise JobTimeoutError(f"job exceeded its timeout of {timeout:g} seconds") from error
+        raise JobTimeoutError(f"job exceeded its timeout of {job_timeout:g} seconds") from error
 
 
 @asynccontextmanager

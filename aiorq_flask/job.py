@@ -40,7 +40,8 @@ _TS_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 
 
 class JobStatus(str, enum.Enum):
-    """rq's job statuses (never 3.0's ``ready_to_enqueue``/``rate_limited``: 2.12 can't read them)."""
+    """rq's job statuses. Never 3.0's ``ready_to_enqueue`` or ``rate_limited``: 2.12 fails
+    to read a job in either."""
 
     CREATED = "created"
     QUEUED = "queued"
@@ -315,7 +316,8 @@ class Job:
     async def fetch(cls, job_id: str, connection: Redis) -> Job:
         """Read ``rq:job:<id>`` (one ``HGETALL``); raises ``NoSuchJobError``."""
         validate_job_id(job_id)
-        return cls.from_hash(job_id, await connection.hgetall(keys.job(job_id)), connection)
+        mapping: dict[bytes, bytes] = await connection.hgetall(keys.job(job_id))  # type: ignore[assignment]
+        return cls.from_hash(job_id, mapping, connection)
 
     async def refresh(self) -> None:
         fresh = await Job.fetch(self.id, self.connection)
@@ -324,7 +326,7 @@ class Job:
 
     async def get_status(self, refresh: bool = True) -> JobStatus | None:
         if refresh:
-            raw = await self.connection.hget(self.key, "status")
+            raw: bytes | None = await self.connection.hget(self.key, "status")  # type: ignore[assignment]
             self.status = JobStatus(raw.decode()) if raw else None
         return self.status
 
@@ -335,17 +337,16 @@ class Job:
         seconds for the first one.
         """
         stream = keys.results(self.id)
-        entries = await self.connection.xrevrange(stream, count=1)
+        entries: list[Any] = await self.connection.xrevrange(stream, count=1)  # type: ignore[assignment]
         if not entries and timeout > 0:
-            reply = await self.connection.xread({stream: "0-0"}, block=int(timeout * 1000))
+            reply: Any = await self.connection.xread({stream: "0-0"}, block=int(timeout * 1000))
             entries = reply[0][1][-1:] if reply else []
         return Result.from_entry(*entries[0]) if entries else None
 
     async def results(self) -> list[Result]:
         """Every recorded outcome, newest first (the stream keeps about ten)."""
-        return [
-            Result.from_entry(*e) for e in await self.connection.xrevrange(keys.results(self.id))
-        ]
+        entries: list[Any] = await self.connection.xrevrange(keys.results(self.id))  # type: ignore[assignment]
+        return [Result.from_entry(*entry) for entry in entries]
 
     async def return_value(self) -> Any:
         """The value of the latest result if it succeeded, else None."""

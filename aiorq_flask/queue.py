@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
+from redis.typing import EncodableT, FieldT
 
 from . import keys
 from .dependencies import enqueue_dependent
@@ -31,7 +32,7 @@ from .job import (
     Retry,
     describe_call,
     encode_data,
-    now_ts,
+    format_ts,
     validate_job_id,
 )
 from .serializer import MsgpackSerializer
@@ -131,11 +132,18 @@ class EnqueueData:
     func_name: str
     args: tuple[Any, ...]
     kwargs: dict[str, Any]
-    mapping: dict[str, Any]
+    payload: bytes
+    mapping: dict[FieldT, EncodableT]
+    created_at: datetime
+    timeout: int
     at_front: bool
     ttl: int | None
+    result_ttl: int | None
+    failure_ttl: int | None
+    retry: Retry | None
+    meta: Mapping[str, Any]
     depends_on: tuple[str, ...]
-    allow_dependency_failures: bool = False
+    allow_dependency_failures: bool
 
 
 class Queue:
@@ -198,10 +206,14 @@ class Queue:
         kwargs = dict(kwargs or {})
         job_id = uuid.uuid4().hex if job_id is None else validate_job_id(job_id)
         timeout = _seconds("job_timeout", job_timeout, DEFAULT_TIMEOUT)
-        mapping: dict[str, Any] = {
+        assert timeout is not None
+        payload = encode_data(func_name, args, kwargs)
+        now = datetime.now(timezone.utc)
+        now_text = format_ts(now)
+        mapping: dict[FieldT, EncodableT] = {
             "status": JobStatus.QUEUED.value,
-            "created_at": now_ts(),
-            "data": encode_data(func_name, args, kwargs),
+            "created_at": now_text,
+            "data": payload,
             "success_callback_name": "",
             "failure_callback_name": "",
             "stopped_callback_name": "",
@@ -212,17 +224,14 @@ class Queue:
             "group_id": "",
             "origin": self.name,
             "description": description or describe_call(func_name, args, kwargs),
-            "enqueued_at": now_ts(),
+            "enqueued_at": now_text,
             "timeout": timeout,
         }
         if meta:
             mapping["meta"] = MsgpackSerializer.dumps(dict(meta))
-        for name, value in (("result_ttl", result_ttl), ("failure_ttl", failure_ttl)):
-            if value is not None:
-                mapping[name] = _seconds(name, value)
-        job_ttl = _seconds("ttl", ttl)
-        if job_ttl is not None:
-            mapping["ttl"] = job_ttl
+        given = {"result_ttl": result_ttl, "failure_ttl": failure_ttl, "ttl": ttl}
+        ttls = {name: _seconds(name, value) for name, value in given.items()}
+        mapping.update({name: value for name, value in ttls.items() if value is not None})
         if retry is not None:
             mapping["retries_left"] = retry.max
             mapping["retry_intervals"] = json.dumps(retry.intervals)
@@ -245,19 +254,43 @@ class Queue:
             func_name=func_name,
             args=args,
             kwargs=kwargs,
+            payload=payload,
             mapping=mapping,
+            created_at=now,
+            timeout=timeout,
             at_front=at_front,
-            ttl=job_ttl,
+            ttl=ttls["ttl"],
+            result_ttl=ttls["result_ttl"],
+            failure_ttl=ttls["failure_ttl"],
+            retry=retry,
+            meta=meta or {},
             depends_on=tuple(dependency_ids),
             allow_dependency_failures=allow_dependency_failures,
         )
 
     def _job(self, data: EnqueueData, connection: Redis) -> Job:
-        mapping = {k.encode(): str(v).encode() for k, v in data.mapping.items() if k != "data"}
-        mapping[b"data"] = data.mapping["data"]
-        if "meta" in data.mapping:
-            mapping[b"meta"] = data.mapping["meta"]
-        job = Job.from_hash(data.job_id, mapping, connection)
+        """The handle of a job just written, built from what we wrote (no read back)."""
+        mapping = data.mapping
+        status = JobStatus(mapping["status"])
+        job = Job(
+            id=data.job_id,
+            connection=connection,
+            data=data.payload,
+            origin=self.name,
+            description=str(mapping["description"]),
+            status=status,
+            timeout=data.timeout,
+            created_at=data.created_at,
+            enqueued_at=data.created_at if "enqueued_at" in mapping else None,
+            result_ttl=data.result_ttl,
+            failure_ttl=data.failure_ttl,
+            ttl=data.ttl,
+            retries_left=data.retry.max if data.retry else None,
+            retry_intervals=data.retry.intervals if data.retry else [],
+            meta=dict(data.meta),
+            dependency_ids=list(data.depends_on),
+            allow_dependency_failures=data.allow_dependency_failures,
+        )
         job._call = (data.func_name, list(data.args), data.kwargs)
         return job
 
@@ -367,7 +400,8 @@ class Queue:
 
     async def job_ids(self, offset: int = 0, length: int = -1) -> list[str]:
         end = -1 if length < 0 else offset + length - 1
-        return [i.decode() for i in await self.connection.lrange(self.key, offset, end)]
+        ids: list[bytes] = await self.connection.lrange(self.key, offset, end)  # type: ignore[assignment]
+        return [job_id.decode() for job_id in ids]
 
     async def fetch_job(self, job_id: str) -> Job | None:
         """The job if it exists and belongs to this queue, else None (as rq does)."""
@@ -380,11 +414,11 @@ class Queue:
     async def empty(self) -> int:
         """Delete every waiting job of this queue (ids and hashes); return how many."""
         connection = self.connection
-        ids = await connection.lrange(self.key, 0, -1)
+        ids: list[bytes] = await connection.lrange(self.key, 0, -1)  # type: ignore[assignment]
         async with connection.pipeline(transaction=True) as pipe:
             pipe.delete(self.key)
-            for job_id in ids:
-                job_id = job_id.decode()
+            for raw_id in ids:
+                job_id = raw_id.decode()
                 pipe.delete(keys.job(job_id), keys.results(job_id), keys.dependents(job_id))
             await pipe.execute()
         return len(ids)

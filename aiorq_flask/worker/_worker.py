@@ -312,7 +312,7 @@ class Worker:
         replies = await _scripts.CLAIM(self.redis, self._queue_keys, args)
         claimed = []
         for job_id, exec_id, flat in replies:
-            fields = dict(zip(flat[::2], flat[1::2]))
+            fields = dict(zip(flat[::2], flat[1::2], strict=True))
             origin = fields.get(b"origin", b"").decode()
             execution = Execution(job_id.decode(), exec_id.decode(), origin, fields, now)
             self._running[execution.exec_id] = execution
@@ -419,7 +419,7 @@ class Worker:
             ]
             calls.append((_scripts.FINISH, [], args))
         results = await _scripts.run_batch(self.redis, calls)
-        for outcome, written in zip(batch, results):
+        for outcome, written in zip(batch, results, strict=True):
             execution = outcome.execution
             log.debug("job %s: %s", execution.job_id, written.decode())
             self._running.pop(execution.exec_id, None)

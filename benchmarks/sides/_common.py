@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import ctypes
+import inspect
 import json
 import logging
 import os
@@ -23,6 +24,7 @@ import select
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -102,6 +104,8 @@ class WorkerProcess:
         if not line.startswith("READY "):
             self.stop()
             raise RuntimeError(f"worker did not start (got {line!r}); see {self.log.name}")
+        # Keep reading, so a worker that prints after READY never blocks on a full pipe.
+        threading.Thread(target=self.proc.stdout.read, daemon=True).start()
         return float(line.split()[1])
 
     @property
@@ -116,14 +120,10 @@ class WorkerProcess:
         raise RuntimeError(f"no VmHWM for pid {self.pid}")
 
     def stop(self) -> None:
-        """SIGTERM, then SIGKILL after 5 s; safe to call twice."""
+        """SIGKILL the worker: nothing after the measurement needs a graceful shutdown."""
         if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+            self.proc.kill()
+            self.proc.wait()
         self.log.close()
 
 
@@ -150,13 +150,22 @@ async def await_until(done: Callable[[], Awaitable[bool]], timeout: float) -> fl
     return time.monotonic()
 
 
-def drain_result(worker: WorkerProcess, finished_at: float, n: int) -> dict[str, object]:
-    """The result of a drain: seconds from READY to the last job, and the worker's peak RSS."""
+def drain_result(
+    worker: WorkerProcess, finished_at: float, n: int, concurrency: int
+) -> dict[str, object]:
+    """A drain's result: seconds from READY to the last job, the worker's peak RSS, and
+    the concurrency it actually ran at (the library's own default when none was asked)."""
     return {
         "n": n,
         "seconds": finished_at - worker.ready_at,
         "rss_kib": worker.peak_rss_kib(),
+        "concurrency": concurrency,
     }
+
+
+def default_of(func: Callable[..., object], parameter: str) -> int:
+    """The default value of ``parameter`` in ``func``'s signature, read from the library."""
+    return int(inspect.signature(func).parameters[parameter].default)
 
 
 def latency_result(samples_s: list[float]) -> dict[str, object]:

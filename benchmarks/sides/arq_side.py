@@ -57,10 +57,11 @@ async def drain(args: argparse.Namespace) -> dict[str, object]:
         # arq removes a job id from its queue only when the job has finished.
         return await pool.zcard(default_queue_name) == 0
 
+    concurrency = _common.concurrency_of(args) or _common.default_of(Worker, "max_jobs")
     worker = _common.WorkerProcess(__file__, _common.worker_args(args))
     try:
         finished_at = await _common.await_until(done, args.timeout)
-        return _common.drain_result(worker, finished_at, args.n)
+        return _common.drain_result(worker, finished_at, args.n, concurrency)
     finally:
         worker.stop()
 

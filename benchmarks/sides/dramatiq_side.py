@@ -66,10 +66,11 @@ def drain(args: argparse.Namespace) -> dict[str, object]:
         # A message stays in the queue's hash until the worker acks it.
         return client.hlen(messages) == 0
 
+    threads = _common.concurrency_of(args) or _common.default_of(dramatiq.Worker, "worker_threads")
     worker = _common.WorkerProcess(__file__, _common.worker_args(args))
     try:
         finished_at = _common.wait_until(done, args.timeout)
-        return _common.drain_result(worker, finished_at, args.n)
+        return _common.drain_result(worker, finished_at, args.n, threads)
     finally:
         worker.stop()
 

@@ -61,7 +61,7 @@ def drain(args: argparse.Namespace) -> dict[str, object]:
     worker = _common.WorkerProcess(__file__, _common.worker_args(args))
     try:
         finished_at = _common.wait_until(done, args.timeout)
-        return _common.drain_result(worker, finished_at, args.n)
+        return _common.drain_result(worker, finished_at, args.n, 1)
     finally:
         worker.stop()
 

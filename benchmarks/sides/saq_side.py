@@ -60,10 +60,11 @@ async def drain(args: argparse.Namespace) -> dict[str, object]:
         queued, active = await asyncio.gather(queue.count("queued"), queue.count("active"))
         return queued == 0 and active == 0
 
+    concurrency = _common.concurrency_of(args) or _common.default_of(Worker, "concurrency")
     worker = _common.WorkerProcess(__file__, _common.worker_args(args))
     try:
         finished_at = await _common.await_until(done, args.timeout)
-        return _common.drain_result(worker, finished_at, args.n)
+        return _common.drain_result(worker, finished_at, args.n, concurrency)
     finally:
         worker.stop()
 
