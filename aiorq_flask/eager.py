@@ -49,17 +49,17 @@ async def run_eagerly(queue: Queue, data: EnqueueData) -> Job:
         connection,
         [],
         [
-            data.job_id,
-            uuid.uuid4().hex,
             "",
-            status,
             repr(now),
             now_ts(),
+            DEFAULT_RESULT_TTL,
+            DEFAULT_FAILURE_TTL,
+            data.job_id,
+            uuid.uuid4().hex,
+            status,
             payload,
             repr(started_at),
             repr(now - started_at),
-            DEFAULT_RESULT_TTL,
-            DEFAULT_FAILURE_TTL,
         ],
     )
     return await Job.fetch(data.job_id, connection)

@@ -93,6 +93,13 @@ async def call_with_timeout(
         raise JobTimeoutError(f"job exceeded its timeout of {job_timeout:g} seconds") from error
 
 
+async def run_callback(name: bytes | str, callback_timeout: float, *args: Any) -> Any:
+    """Run an ``on_success``/``on_failure``/``on_stopped`` callback, as rq calls them:
+    ``(job, connection, ...)``; ``async def`` callbacks are awaited."""
+    func_name = name.decode() if isinstance(name, bytes) else name
+    return await call_with_timeout(import_function(func_name), args, {}, callback_timeout)
+
+
 @asynccontextmanager
 async def app_context(app: Any) -> AsyncIterator[None]:
     """The app context of a Quart (async) or Flask (sync) app, so jobs see ``current_app``."""

@@ -126,8 +126,13 @@ def parse_ts(value: bytes | str | None) -> datetime | None:
     if not value:
         return None
     text = value.decode() if isinstance(value, bytes) else value
-    fmt = _TS_FORMAT if "." in text else "%Y-%m-%dT%H:%M:%SZ"
-    return datetime.strptime(text, fmt).replace(tzinfo=timezone.utc)
+    if not text.endswith("Z"):
+        raise ValueError(f"{text!r} is not an rq timestamp (UTC, ending in 'Z')")
+    try:
+        moment = datetime.fromisoformat(text[:-1])
+    except ValueError:  # Python 3.10 reads only 3 or 6 fractional digits
+        moment = datetime.strptime(text, _TS_FORMAT if "." in text else "%Y-%m-%dT%H:%M:%SZ")
+    return moment.replace(tzinfo=timezone.utc)
 
 
 def validate_job_id(job_id: str) -> str:

@@ -1,11 +1,14 @@
 -- Claim up to ARGV[2] waiting jobs for one worker, queues in priority order (KEYS).
 -- Popping the id and booking it in rq:wip:<origin> happen in this one atomic step, so a
 -- claimed id is never held only in a worker's memory (spec §5.5, A and B merged).
--- ARGV: worker name, max jobs, now (float), now (rq ts), wip ttl, execution ids...
--- Returns {id, execution id, HGETALL fields} per claimed job; fields are empty when the
--- hash is gone or has no data (the worker fails such ids with a message).
+-- ARGV: worker name, max jobs, now (float), now (rq ts), wip ttl, execution id prefix
+-- (24 random hex digits; the claim's index completes each 32-digit execution id).
+-- Returns {id, execution id, data, timeout, callback names...} per claimed job (see FIELDS);
+-- data is false when the hash is gone or has no data (the worker fails such ids).
 local worker, max = ARGV[1], tonumber(ARGV[2])
 local now, ts, ttl = tonumber(ARGV[3]), ARGV[4], tonumber(ARGV[5])
+local FIELDS = {'data', 'timeout', 'success_callback_name', 'failure_callback_name',
+  'stopped_callback_name'}
 local claimed = {}
 for _, queue_key in ipairs(KEYS) do
   local room = max - #claimed
@@ -13,11 +16,11 @@ for _, queue_key in ipairs(KEYS) do
   local ids = redis.call('LPOP', queue_key, room)
   if ids then
     for _, id in ipairs(ids) do
-      local exec = ARGV[5 + #claimed + 1]
+      local exec = ARGV[6] .. string.format('%08x', #claimed)
       local job = 'rq:job:' .. id
+      local origin = redis.call('HGET', job, 'origin') or string.sub(queue_key, 10)
       local fields = {}
       if redis.call('HEXISTS', job, 'data') == 1 then
-        local origin = redis.call('HGET', job, 'origin') or ''
         local member = id .. ':' .. exec
         local execution = 'rq:execution:' .. id .. ':' .. exec
         redis.call('HSET', execution, 'id', exec, 'job_id', id, 'created_at', ARGV[3],
@@ -30,9 +33,9 @@ for _, queue_key in ipairs(KEYS) do
         redis.call('HSET', job, 'status', 'started', 'started_at', ts, 'last_heartbeat', ts,
           'worker_name', worker)
         redis.call('PERSIST', job)
-        fields = redis.call('HGETALL', job)
+        fields = redis.call('HMGET', job, unpack(FIELDS))
       end
-      claimed[#claimed + 1] = {id, exec, fields}
+      claimed[#claimed + 1] = {id, exec, origin, fields}
     end
   end
 end

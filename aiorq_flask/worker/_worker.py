@@ -12,6 +12,7 @@ A few cooperating tasks around one stop request:
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import math
@@ -30,20 +31,28 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import redis
 from anyio.abc import TaskGroup
-from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 from redis.asyncio import Redis
 
 from .. import _scripts, keys
-from ..errors import ConfigError, InvalidJobError
+from ..errors import ConfigError, InvalidJobError, JobTimeoutError
 from ..execution import (
     app_context,
-    call_with_timeout,
+    call,
     encode_exc_string,
     encode_return_value,
     format_exception,
     import_function,
+    run_callback,
 )
-from ..job import DEFAULT_FAILURE_TTL, DEFAULT_RESULT_TTL, Job, format_ts, now_ts
+from ..job import (
+    DEFAULT_FAILURE_TTL,
+    DEFAULT_RESULT_TTL,
+    Job,
+    decode_data,
+    format_ts,
+    now_ts,
+    parse_timeout,
+)
 
 if TYPE_CHECKING:
     from .._extension import AppState
@@ -61,10 +70,12 @@ class Execution:
     job_id: str
     exec_id: str
     origin: str
-    fields: dict[bytes, bytes]
+    data: bytes | None  # None: the hash was gone or had no data when claimed
+    timeout: int
+    callbacks: tuple[bytes | None, bytes | None, bytes | None]  # success, failure, stopped
     started_at: float = field(default_factory=time.time)
-    scope: anyio.CancelScope | None = None
-    cancel_reason: str | None = None  # "stopped" (stop-job) or "requeue" (shutdown)
+    task: asyncio.Task[None] | None = None
+    cancel_reason: str | None = None  # "timeout", "stopped" (stop-job), "requeue" (shutdown)
 
 
 @dataclass(frozen=True)
@@ -127,8 +138,9 @@ class Worker:
         self._idle = anyio.Event()
         self._stop_requested = anyio.Event()
         self._fetch_scope = anyio.CancelScope()
-        self._outcomes: tuple[MemoryObjectSendStream[Outcome], MemoryObjectReceiveStream[Outcome]]
-        self._outcomes = anyio.create_memory_object_stream[Outcome](math.inf)
+        self._ended: list[Outcome] = []
+        self._ended_event = anyio.Event()
+        self._accepting = True
         self.processed = 0
 
     def __repr__(self) -> str:
@@ -149,12 +161,13 @@ class Worker:
         try:
             async with anyio.create_task_group() as upkeep:
                 self._start_upkeep(upkeep)
-                async with anyio.create_task_group() as jobs:
-                    jobs.start_soon(self._finish_loop)
+                async with anyio.create_task_group() as recording:
+                    recording.start_soon(self._finish_loop)
                     with self._fetch_scope:
-                        await self._fetch_loop(jobs, burst)
+                        await self._fetch_loop(burst)
                     await self._drain()
-                    self._outcomes[0].close()
+                    self._accepting = False
+                    self._ended_event.set()
                 upkeep.cancel_scope.cancel()
         finally:
             with anyio.CancelScope(shield=True):
@@ -200,8 +213,8 @@ class Worker:
     def _cancel(execution: Execution, reason: str) -> None:
         if execution.cancel_reason is None:
             execution.cancel_reason = reason
-        if execution.scope is not None:
-            execution.scope.cancel()
+            if execution.task is not None:
+                execution.task.cancel()
 
     async def _handle_signals(self) -> None:
         with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
@@ -274,7 +287,7 @@ class Worker:
 
     # -- fetching ------------------------------------------------------------------------
 
-    async def _fetch_loop(self, jobs: TaskGroup, burst: bool) -> None:
+    async def _fetch_loop(self, burst: bool) -> None:
         backoff = Backoff()
         while not self._reached_max_jobs():
             room = self.concurrency - len(self._running)
@@ -299,22 +312,33 @@ class Worker:
                 await backoff.wait(f"fetching jobs failed: {error!r}")
                 continue
             backoff.reset()
+            loop = asyncio.get_running_loop()
             for execution in claimed:
-                jobs.start_soon(self._run, execution)
+                # Plain tasks: a job is the hot path, and an asyncio task costs a fifth of
+                # a task-group child. The map of executions is what shutdown and stop-job
+                # cancel; a timer handle is each job's timeout.
+                execution.task = loop.create_task(self._run(execution))
 
     def _reached_max_jobs(self) -> bool:
         return self.max_jobs is not None and self._claimed_total >= self.max_jobs
 
     async def _claim(self, room: int) -> list[Execution]:
-        exec_ids = [uuid.uuid4().hex for _ in range(room)]
         now = time.time()
-        args = [self.name, room, repr(now), format_ts(_utc(now)), self.wip_ttl, *exec_ids]
+        exec_prefix = uuid.uuid4().hex[:24]
+        args = [self.name, room, repr(now), format_ts(_utc(now)), self.wip_ttl, exec_prefix]
         replies = await _scripts.CLAIM(self.redis, self._queue_keys, args)
         claimed = []
-        for job_id, exec_id, flat in replies:
-            fields = dict(zip(flat[::2], flat[1::2], strict=True))
-            origin = fields.get(b"origin", b"").decode()
-            execution = Execution(job_id.decode(), exec_id.decode(), origin, fields, now)
+        for job_id, exec_id, origin, fields in replies:
+            data, timeout, *callbacks = fields or (None, None, None, None, None)
+            execution = Execution(
+                job_id=job_id.decode(),
+                exec_id=exec_id.decode(),
+                origin=origin.decode(),
+                data=data,
+                timeout=parse_timeout(timeout),
+                callbacks=(callbacks[0] or None, callbacks[1] or None, callbacks[2] or None),
+                started_at=now,
+            )
             self._running[execution.exec_id] = execution
             claimed.append(execution)
         self._claimed_total += len(claimed)
@@ -339,56 +363,99 @@ class Worker:
     # -- running ---------------------------------------------------------------------------
 
     async def _run(self, execution: Execution) -> None:
-        with anyio.CancelScope() as scope:
-            execution.scope = scope
-            if execution.cancel_reason is not None:
-                scope.cancel()
-            outcome = await self._perform(execution)
-        if scope.cancelled_caught or execution.cancel_reason is not None:
-            outcome = self._cancelled_outcome(execution)
-        await self._outcomes[0].send(outcome)
+        """Run one job in the app context, under its timeout, and hand on the outcome.
 
-    async def _perform(self, execution: Execution) -> Outcome:
+        Timeout, rq's stop-job command and shutdown all cancel the job's task;
+        ``cancel_reason`` tells them apart.
+        """
+        timer = None
+        if execution.timeout > 0:
+            loop = asyncio.get_running_loop()
+            timer = loop.call_later(execution.timeout, self._cancel, execution, "timeout")
         try:
-            if not execution.fields:
-                raise InvalidJobError(
-                    f"job {execution.job_id!r} has no hash (or no 'data' field) in Redis"
-                )
-            job = Job.from_hash(execution.job_id, execution.fields, self.redis)
-            func = import_function(job.func_name)
             async with app_context(self.app):
-                value = await call_with_timeout(
-                    func, job.args, job.kwargs, job.timeout, self._limiter
-                )
+                outcome = await self._outcome(execution)
+        except BaseException as error:  # a bug of ours: never leave a job unrecorded
+            log.exception("job %s could not be recorded", execution.job_id)
+            outcome = Outcome(execution, "failed", encode_exc_string(format_exception(error)))
+        finally:
+            if timer is not None:
+                timer.cancel()
+        self._ended.append(outcome)
+        self._ended_event.set()
+
+    async def _outcome(self, execution: Execution) -> Outcome:
+        try:
+            value = await self._call(execution)
+        except asyncio.CancelledError:
+            reason = execution.cancel_reason
+            if reason == "requeue" or reason is None:
+                return Outcome(execution, "requeue")
+            if reason == "stopped":
+                return await self._stopped(execution)
+            error: Exception = JobTimeoutError(
+                f"job exceeded its timeout of {execution.timeout} seconds"
+            )
+            return await self._failed(execution, error)
         except Exception as error:
-            log.warning("job %s failed: %r", execution.job_id, error)
-            return Outcome(execution, "failed", encode_exc_string(format_exception(error)))
+            return await self._failed(execution, error)
+        return await self._succeeded(execution, value)
+
+    async def _call(self, execution: Execution) -> Any:
+        if execution.data is None:
+            raise InvalidJobError(
+                f"job {execution.job_id!r} has no hash (or no 'data' field) in Redis"
+            )
+        func_name, args, kwargs = decode_data(execution.data)
+        return await call(import_function(func_name), args, kwargs, self._limiter)
+
+    async def _succeeded(self, execution: Execution, value: Any) -> Outcome:
+        callback = execution.callbacks[0]
+        if callback is not None:
+            job = await Job.fetch(execution.job_id, self.redis)
+            try:
+                await run_callback(callback, job.success_callback_timeout, job, self.redis, value)
+            except Exception as error:
+                return await self._failed(execution, error)
         return Outcome(execution, "finished", encode_return_value(value))
 
-    @staticmethod
-    def _cancelled_outcome(execution: Execution) -> Outcome:
-        if execution.cancel_reason == "stopped":
-            text = "Job stopped by user, work-horse terminated."
-            return Outcome(execution, "stopped", encode_exc_string(text))
-        return Outcome(execution, "requeue")
+    async def _failed(self, execution: Execution, error: BaseException) -> Outcome:
+        log.warning("job %s failed: %r", execution.job_id, error)
+        callback = execution.callbacks[1]
+        if callback is not None:
+            await self._run_callback_safely(
+                execution, callback, "failure", type(error), error, error.__traceback__
+            )
+        return Outcome(execution, "failed", encode_exc_string(format_exception(error)))
+
+    async def _stopped(self, execution: Execution) -> Outcome:
+        callback = execution.callbacks[2]
+        if callback is not None:
+            await self._run_callback_safely(execution, callback, "stopped")
+        text = "Job stopped by user, work-horse terminated."
+        return Outcome(execution, "stopped", encode_exc_string(text))
+
+    async def _run_callback_safely(
+        self, execution: Execution, callback: bytes, kind: str, *args: Any
+    ) -> None:
+        try:
+            job = await Job.fetch(execution.job_id, self.redis)
+            timeout = getattr(job, f"{kind}_callback_timeout")
+            await run_callback(callback, timeout, job, self.redis, *args)
+        except Exception:
+            log.exception("%s callback of job %s failed", kind, execution.job_id)
 
     # -- recording outcomes ------------------------------------------------------------------
 
     async def _finish_loop(self) -> None:
+        """Record ended jobs, all that ended since the last write in one round trip."""
         backoff = Backoff()
-        with self._outcomes[1] as receive:
-            await self._finish_batches(receive, backoff)
-
-    async def _finish_batches(
-        self, receive: MemoryObjectReceiveStream[Outcome], backoff: Backoff
-    ) -> None:
-        async for first in receive:
-            batch = [first]
-            while True:
-                try:
-                    batch.append(receive.receive_nowait())
-                except (anyio.WouldBlock, anyio.EndOfStream):
-                    break
+        while self._accepting or self._ended:
+            if not self._ended:
+                self._ended_event = anyio.Event()
+                await self._ended_event.wait()
+                continue
+            batch, self._ended = self._ended, []
             while True:
                 try:
                     with anyio.CancelScope(shield=True):
@@ -401,24 +468,18 @@ class Worker:
     async def _record(self, batch: list[Outcome]) -> None:
         now = time.time()
         ts = format_ts(_utc(now))
-        calls: list[_scripts.Call] = []
+        args: list[Any] = [self.name, repr(now), ts, self.result_ttl, self.failure_ttl]
         for outcome in batch:
             execution = outcome.execution
-            args = [
+            args += [
                 execution.job_id,
                 execution.exec_id,
-                self.name,
                 outcome.status,
-                repr(now),
-                ts,
                 outcome.payload,
                 repr(execution.started_at),
                 repr(max(now - execution.started_at, 0.0)),
-                self.result_ttl,
-                self.failure_ttl,
             ]
-            calls.append((_scripts.FINISH, [], args))
-        results = await _scripts.run_batch(self.redis, calls)
+        results = await _scripts.FINISH(self.redis, [], args)
         for outcome, written in zip(batch, results, strict=True):
             execution = outcome.execution
             log.debug("job %s: %s", execution.job_id, written.decode())
