@@ -5,10 +5,15 @@
 -- (24 random hex digits; the claim's index completes each 32-digit execution id).
 -- Returns {id, execution id, data, timeout, callback names...} per claimed job (see FIELDS);
 -- data is false when the hash is gone or has no data (the worker fails such ids).
+-- Returns -1 and claims nothing while `rq suspend` is in force.
 local worker, max = ARGV[1], tonumber(ARGV[2])
 local now, ts, ttl = tonumber(ARGV[3]), ARGV[4], tonumber(ARGV[5])
 local FIELDS = {'data', 'timeout', 'success_callback_name', 'failure_callback_name',
   'stopped_callback_name'}
+if redis.call('EXISTS', 'rq:suspended') == 1 then
+  redis.call('HSET', 'rq:worker:' .. worker, 'state', 'suspended')
+  return -1
+end
 local claimed = {}
 for _, queue_key in ipairs(KEYS) do
   local room = max - #claimed

@@ -2,7 +2,8 @@
 -- (spec §5.9, made faster and gentler). Each member is removed atomically here, so two
 -- sweeping workers never rescue one job twice. A job still 'started' goes back to the
 -- front of its queue; one with a Retry whose retries are used up fails as rq does.
--- Also drops finished/failed registry entries whose expiry has passed.
+-- Also drops finished/failed registry entries whose expiry has passed, and workers whose
+-- hash has expired (killed ones) from rq:workers and rq:workers:<q>.
 -- ARGV: now (float), now (rq ts), base64 exc_string for failed jobs, default failure ttl,
 --       max members per queue, then the queue names.
 local now, ts, exc = tonumber(ARGV[1]), ARGV[2], ARGV[3]
@@ -12,6 +13,12 @@ for i = 6, #ARGV do
   local wip = 'rq:wip:' .. ARGV[i]
   redis.call('ZREMRANGEBYSCORE', 'rq:finished:' .. ARGV[i], 0, now)
   redis.call('ZREMRANGEBYSCORE', 'rq:failed:' .. ARGV[i], 0, now)
+  for _, worker_key in ipairs(redis.call('SMEMBERS', 'rq:workers:' .. ARGV[i])) do
+    if redis.call('EXISTS', worker_key) == 0 then
+      redis.call('SREM', 'rq:workers:' .. ARGV[i], worker_key)
+      redis.call('SREM', 'rq:workers', worker_key)
+    end
+  end
   for _, member in ipairs(redis.call('ZRANGEBYSCORE', wip, 0, now, 'LIMIT', 0, limit)) do
     redis.call('ZREM', wip, member)
     local sep = string.find(member, ':', 1, true)

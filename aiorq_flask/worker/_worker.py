@@ -278,7 +278,7 @@ class Worker:
                 pipe.srem(keys.WORKERS, worker_key)
                 for queue in self.queues:
                     pipe.srem(keys.workers_on(queue), worker_key)
-                pipe.hset(worker_key, mapping={"death": now_ts(), "state": "dead"})
+                pipe.hset(worker_key, "death", now_ts())
                 pipe.expire(worker_key, 60)
                 pipe.delete(keys.worker_executions(self.name), keys.scheduler(self.name))
                 await pipe.execute()
@@ -300,6 +300,11 @@ class Worker:
             try:
                 with anyio.CancelScope(shield=True):  # a claim in flight must be seen
                     claimed = await self._claim(room)
+                if claimed is None:  # rq suspend
+                    if burst:
+                        return
+                    await anyio.sleep(1)
+                    continue
                 if not claimed:
                     if burst and not self._running:
                         return
@@ -322,11 +327,14 @@ class Worker:
     def _reached_max_jobs(self) -> bool:
         return self.max_jobs is not None and self._claimed_total >= self.max_jobs
 
-    async def _claim(self, room: int) -> list[Execution]:
+    async def _claim(self, room: int) -> list[Execution] | None:
+        """Claim up to ``room`` jobs; None while rq's suspend flag is set."""
         now = time.time()
         exec_prefix = uuid.uuid4().hex[:24]
         args = [self.name, room, repr(now), format_ts(_utc(now)), self.wip_ttl, exec_prefix]
         replies = await _scripts.CLAIM(self.redis, self._queue_keys, args)
+        if replies == -1:
+            return None
         claimed = []
         for job_id, exec_id, origin, fields in replies:
             data, timeout, *callbacks = fields or (None, None, None, None, None)
