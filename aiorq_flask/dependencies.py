@@ -27,8 +27,8 @@ def _parent_done(status: bytes | None, allow_failures: bool) -> bool:
     return status == b"finished" or (allow_failures and status == b"failed")
 
 
-async def enqueue_dependent(queue: Queue, data: EnqueueData) -> None:
-    """Write ``data`` as queued or deferred; updates ``data.mapping['status']``."""
+async def enqueue_dependent(queue: Queue, data: EnqueueData) -> EnqueueData:
+    """Write ``data`` as queued, or as deferred; return what was written."""
     connection = queue.connection
     parent_keys = [keys.job(parent) for parent in data.depends_on]
     async with connection.pipeline(transaction=True) as pipe:
@@ -41,19 +41,18 @@ async def enqueue_dependent(queue: Queue, data: EnqueueData) -> None:
                 ]
                 ready = all(_parent_done(s, data.allow_dependency_failures) for s in statuses)
                 pipe.multi()  # type: ignore[no-untyped-call]
+                written = data if ready else data.parked(JobStatus.DEFERRED)
                 if ready:
-                    queue._push(pipe, data)
+                    queue._push(pipe, written)
                 else:
-                    _defer(pipe, queue, data)
+                    _defer(pipe, queue, written)
                 await pipe.execute()
-                return
+                return written
             except WatchError:
                 continue
 
 
 def _defer(pipe: Pipeline, queue: Queue, data: EnqueueData) -> None:
-    data.mapping["status"] = JobStatus.DEFERRED.value
-    del data.mapping["enqueued_at"]
     queue._write_hash(pipe, data)
     pipe.zadd(keys.deferred(queue.name), {data.job_id: int(time.time())})
     for parent in data.depends_on:

@@ -13,6 +13,7 @@ import uuid
 from typing import TYPE_CHECKING
 
 from . import _scripts, keys
+from .errors import NoSuchJobError
 from .execution import (
     call_with_timeout,
     encode_exc_string,
@@ -62,4 +63,9 @@ async def run_eagerly(queue: Queue, data: EnqueueData) -> Job:
             repr(now - started_at),
         ],
     )
-    return await Job.fetch(data.job_id, connection)
+    try:
+        return await Job.fetch(data.job_id, connection)
+    except NoSuchJobError:  # result_ttl=0: the finished job was deleted, as a worker does
+        job = queue._job(data, connection)
+        job.status = JobStatus(status)
+        return job

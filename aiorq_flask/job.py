@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import enum
 import json
+import math
 import re
 import zlib
 from collections.abc import Mapping, Sequence
@@ -344,7 +345,8 @@ class Job:
         stream = keys.results(self.id)
         entries: list[Any] = await self.connection.xrevrange(stream, count=1)  # type: ignore[assignment]
         if not entries and timeout > 0:
-            reply: Any = await self.connection.xread({stream: "0-0"}, block=int(timeout * 1000))
+            block = max(1, math.ceil(timeout * 1000))  # BLOCK 0 would wait forever
+            reply: Any = await self.connection.xread({stream: "0-0"}, block=block)
             entries = reply[0][1][-1:] if reply else []
         return Result.from_entry(*entries[0]) if entries else None
 
@@ -388,6 +390,8 @@ class Job:
         A running job is not stopped by this (``send_stop_job_command`` does that).
         """
         status = await self.get_status()
+        if status is None and not await self.connection.exists(self.key):
+            raise NoSuchJobError(f"no job {self.id!r} in Redis (key {self.key})")
         if status is JobStatus.CANCELED:
             raise InvalidJobOperation(f"job {self.id!r} is already canceled")
         origin = self.origin

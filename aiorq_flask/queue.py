@@ -8,6 +8,7 @@ an id whose hash is not there yet (spec §7).
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import json
 import uuid
@@ -144,6 +145,15 @@ class EnqueueData:
     meta: Mapping[str, Any]
     depends_on: tuple[str, ...]
     allow_dependency_failures: bool
+
+    def parked(self, status: JobStatus) -> EnqueueData:
+        """The same job written as ``scheduled`` or ``deferred``: not on a queue yet, so no
+        ``enqueued_at``, and ``at_front`` kept as rq's ``enqueue_at_front`` flag."""
+        mapping = {k: v for k, v in self.mapping.items() if k != "enqueued_at"}
+        mapping["status"] = status.value
+        if self.at_front:
+            mapping["enqueue_at_front"] = 1
+        return dataclasses.replace(self, mapping=mapping)
 
 
 class Queue:
@@ -343,8 +353,7 @@ class Queue:
             return await self._run_eagerly(data)
         connection = self.connection
         if data.depends_on:
-            await enqueue_dependent(self, data)
-            return self._job(data, connection)
+            return self._job(await enqueue_dependent(self, data), connection)
         async with connection.pipeline(transaction=True) as pipe:
             self._push(pipe, data)
             await pipe.execute()
@@ -366,13 +375,9 @@ class Queue:
         options = {k: kwargs.pop(k) for k in ENQUEUE_OPTIONS.intersection(kwargs)}
         if options.get("depends_on") is not None:
             raise InvalidJobError("a scheduled job cannot also have depends_on")
-        data = self.prepare_data(f, args, kwargs, **options)
+        data = self.prepare_data(f, args, kwargs, **options).parked(JobStatus.SCHEDULED)
         if when.tzinfo is None:
             when = when.replace(tzinfo=timezone.utc)
-        data.mapping["status"] = JobStatus.SCHEDULED.value
-        del data.mapping["enqueued_at"]
-        if data.at_front:
-            data.mapping["enqueue_at_front"] = 1
         connection = self.connection
         async with connection.pipeline(transaction=True) as pipe:
             self._write_hash(pipe, data)
