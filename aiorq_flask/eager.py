@@ -57,6 +57,7 @@ async def run_eagerly(queue: Queue, data: EnqueueData) -> Job:
             DEFAULT_FAILURE_TTL,
             data.job_id,
             uuid.uuid4().hex,
+            queue.name,
             status,
             payload,
             repr(started_at),

@@ -1,12 +1,13 @@
 -- Record how executions ended (spec §5.6, §5.7, §5.8, §5.11, §5.3): one atomic step for a
 -- whole batch, so a busy worker writes many outcomes in one round trip.
 -- ARGV: worker name ('' in eager mode), now (float), now (rq ts), default result ttl,
---       default failure ttl, then per execution six values: job id, execution id, outcome,
---       payload, execution started at (float), working seconds.
+--       default failure ttl, then per execution seven values: job id, execution id, queue
+--       it was claimed from, outcome, payload, execution started at (float), working seconds.
 -- outcome: 'finished' | 'failed' | 'stopped' | 'requeue' (worker shutdown: back to the front).
 -- payload: base64 return value ('' for None) when finished, base64 exc_string otherwise.
 -- Returns, per execution, what was written: a failed job with retries left is 'retried'
--- or 'scheduled'; 'gone' when the job hash no longer exists.
+-- or 'scheduled'; 'gone' when the job hash no longer exists (a failure is still recorded
+-- in the results stream and the failed registry, so the id's fate stays visible).
 local worker, now_text, ts = ARGV[1], ARGV[2], ARGV[3]
 local now = tonumber(now_text)
 local default_result_ttl, default_failure_ttl = tonumber(ARGV[4]), tonumber(ARGV[5])
@@ -50,7 +51,7 @@ local function release_dependents(id, dependents, parent_failed)
   end
 end
 
-local function finish(id, exec, outcome, payload, started, working)
+local function finish(id, exec, claimed_from, outcome, payload, started, working)
   local job = 'rq:job:' .. id
   local results = 'rq:results:' .. id
   local dependents = 'rq:job:' .. id .. ':dependents'
@@ -67,6 +68,13 @@ local function finish(id, exec, outcome, payload, started, working)
     end
   end
   if not origin then
+    if outcome == 'failed' then
+      redis.call('ZADD', 'rq:failed:' .. claimed_from, now + default_failure_ttl, id)
+      redis.call('XADD', results, 'MAXLEN', '~', '10', '*', 'type', '2', 'worker_name', worker,
+        'exc_string', payload, 'execution_id', exec, 'execution_started_at', started,
+        'execution_ended_at', now_text)
+      redis.call('EXPIRE', results, default_failure_ttl)
+    end
     return 'gone'
   end
   local queue = 'rq:queue:' .. origin
@@ -154,8 +162,8 @@ local function finish(id, exec, outcome, payload, started, working)
 end
 
 local written = {}
-for i = 6, #ARGV, 6 do
+for i = 6, #ARGV, 7 do
   written[#written + 1] = finish(ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4],
-    ARGV[i + 5])
+    ARGV[i + 5], ARGV[i + 6])
 end
 return written

@@ -61,6 +61,7 @@ log = logging.getLogger("aiorq_flask.worker")
 
 VERSION = "0.1.0"
 REDIS_ERRORS = (redis.ConnectionError, redis.TimeoutError, OSError)
+PEEK_SECONDS = 2  # below redis-py's default 5 s read timeout
 
 
 @dataclass
@@ -133,14 +134,9 @@ class Worker:
         self._queue_keys = [keys.queue(q) for q in self.queues]
         self._running: dict[str, Execution] = {}
         self._claimed_total = 0
-        self._limiter = anyio.CapacityLimiter(concurrency)
-        self._room = anyio.Event()
-        self._idle = anyio.Event()
-        self._stop_requested = anyio.Event()
-        self._fetch_scope = anyio.CancelScope()
         self._ended: list[Outcome] = []
-        self._ended_event = anyio.Event()
         self._accepting = True
+        self._stopping = False
         self.processed = 0
 
     def __repr__(self) -> str:
@@ -154,6 +150,12 @@ class Worker:
 
     async def work(self, burst: bool = False) -> None:
         """Register, serve until stopped, put back unfinished jobs, deregister."""
+        # anyio primitives belong to a running loop: made here, not in __init__.
+        self._limiter = anyio.CapacityLimiter(self.concurrency)
+        self._room = anyio.Event()
+        self._idle = anyio.Event()
+        self._ended_event = anyio.Event()
+        self._fetch_scope = anyio.CancelScope()
         await self._register()
         log.info(
             "worker %s serving %s on %r", self.name, ", ".join(self.queues), self.connection_name
@@ -176,11 +178,11 @@ class Worker:
 
     def request_stop(self) -> None:
         """Stop taking jobs; running ones get the grace period, then are put back."""
-        if self._stop_requested.is_set():
+        if self._stopping:
             log.warning("second stop request: putting back running jobs now")
             self.grace_period = 0
             self._cancel_running("requeue")
-        self._stop_requested.set()
+        self._stopping = True
         self._fetch_scope.cancel()
 
     def _start_upkeep(self, group: TaskGroup) -> None:
@@ -193,7 +195,7 @@ class Worker:
 
     async def _drain(self) -> None:
         """Wait for running jobs up to the grace period, then cancel and put back the rest."""
-        if self._running and self._stop_requested.is_set():
+        if self._running and self._stopping:
             log.info("waiting up to %gs for %d running jobs", self.grace_period, len(self._running))
             with anyio.move_on_after(self.grace_period):
                 await self._wait_idle()
@@ -359,12 +361,22 @@ class Worker:
         step: it blocks like a pop but leaves the list as it was, so nothing is ever held
         only here. One such wait per queue; the first to return ends the others.
         """
+        errors: list[Exception] = []
         async with anyio.create_task_group() as waits:
             for key in self._queue_keys:
-                waits.start_soon(self._peek, key, waits.cancel_scope)
+                waits.start_soon(self._peek, key, waits.cancel_scope, errors)
+        if errors:
+            raise errors[0]
 
-    async def _peek(self, key: str, scope: anyio.CancelScope) -> None:
-        found = await self.redis.blmove(key, key, timeout=5, src="LEFT", dest="LEFT")
+    async def _peek(self, key: str, scope: anyio.CancelScope, errors: list[Exception]) -> None:
+        try:
+            found = await self.redis.blmove(key, key, timeout=PEEK_SECONDS, src="LEFT", dest="LEFT")
+        except redis.TimeoutError:
+            return  # the client's read timeout beat the block: the fetch loop looks again
+        except REDIS_ERRORS as error:
+            errors.append(error)
+            scope.cancel()
+            return
         if found is not None:
             scope.cancel()
 
@@ -482,6 +494,7 @@ class Worker:
             args += [
                 execution.job_id,
                 execution.exec_id,
+                execution.origin,
                 outcome.status,
                 outcome.payload,
                 repr(execution.started_at),
