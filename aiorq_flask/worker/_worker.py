@@ -135,6 +135,7 @@ class Worker:
         self._running: dict[str, Execution] = {}
         self._claimed_total = 0
         self._ended: list[Outcome] = []
+        self._active = 0  # jobs claimed whose task has not ended
         self._accepting = True
         self._stopping = False
         self.processed = 0
@@ -292,7 +293,7 @@ class Worker:
     async def _fetch_loop(self, burst: bool) -> None:
         backoff = Backoff()
         while not self._reached_max_jobs():
-            room = self.concurrency - len(self._running)
+            room = self.concurrency - self._active
             if self.max_jobs is not None:
                 room = min(room, self.max_jobs - self._claimed_total)
             if room <= 0:
@@ -352,6 +353,7 @@ class Worker:
             self._running[execution.exec_id] = execution
             claimed.append(execution)
         self._claimed_total += len(claimed)
+        self._active += len(claimed)
         return claimed
 
     async def _wait_for_jobs(self) -> None:
@@ -402,6 +404,8 @@ class Worker:
             if timer is not None:
                 timer.cancel()
         self._ended.append(outcome)
+        self._active -= 1  # its slot is free now; the outcome is written in the background
+        self._room.set()
         self._ended_event.set()
 
     async def _outcome(self, execution: Execution) -> Outcome:
@@ -506,7 +510,7 @@ class Worker:
             log.debug("job %s: %s", execution.job_id, written.decode())
             self._running.pop(execution.exec_id, None)
         self.processed += len(batch)
-        self._room.set()
+        self._room.set()  # a burst worker waits for outcomes before it looks again
         if not self._running:
             self._idle.set()
 
