@@ -4,15 +4,16 @@ A ``redis.asyncio`` connection belongs to the loop that opened it and can only b
 by awaiting on that loop. Quart and the worker run one long-lived loop; Flask runs each
 ``async def`` view on a new loop that ``asyncio.run`` closes when the view returns. So
 clients are kept per loop, and each loop's clients are closed on that loop, before it
-closes: explicitly (``aclose``, used by Quart's ``after_serving`` and the worker), or by a
-keeper task that ``asyncio.run`` cancels and awaits at shutdown.
+closes: explicitly (``aclose``, used by Quart's ``after_serving``), or when ``asyncio.run``
+shuts the loop down (a Flask view's loop, a script's, the worker's).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import weakref
-from collections.abc import Mapping
+from collections.abc import AsyncGenerator, Mapping
 from typing import Any
 
 from redis.asyncio import BlockingConnectionPool, Redis
@@ -43,24 +44,38 @@ def make_client(spec: ConnectionSpec, client_class: type[Any]) -> Redis:
 
 
 class _LoopClients:
-    """The clients opened on one event loop, and the task that closes them with it."""
+    """The clients opened on one event loop, closed with that loop.
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+    The closing is an async generator's ``finally``: ``asyncio.run`` finalizes async
+    generators (``shutdown_asyncgens``) after it has cancelled and awaited every leftover
+    task, so this runs last on the loop, after anything that might still use a client.
+    """
+
+    def __init__(self) -> None:
         self.clients: dict[str, Redis] = {}
-        self.keeper = loop.create_task(self._close_when_cancelled(), name="aiorq-pool-keeper")
+        self._closer: AsyncGenerator[None, None] | None = self._close_at_loop_end()
+        # Start the generator by hand (it reaches its yield without awaiting): the first
+        # step registers it with the running loop's shutdown_asyncgens.
+        with contextlib.suppress(StopIteration):
+            self._closer.asend(None).send(None)
 
-    async def _close_when_cancelled(self) -> None:
-        # asyncio.run cancels and awaits leftover tasks before closing the loop: the one
-        # moment a Flask view's loop can still close its connections.
+    async def _close_at_loop_end(self) -> AsyncGenerator[None, None]:
         try:
-            await asyncio.get_running_loop().create_future()
+            yield
         finally:
-            await self.close()
+            while self.clients:  # a late user may have opened one while we closed
+                await self.close()
+            self._closer = None  # the finished generator holds its frame, and so its loop
 
     async def close(self) -> None:
         clients, self.clients = self.clients, {}
         for client in clients.values():
             await client.aclose()
+
+    async def aclose(self) -> None:
+        if self._closer is not None:
+            await self._closer.aclose()
+        await self.close()
 
 
 class ConnectionPools:
@@ -87,7 +102,7 @@ class ConnectionPools:
             ) from None
         clients = self._loops.get(loop)
         if clients is None:
-            clients = self._loops[loop] = _LoopClients(loop)
+            clients = self._loops[loop] = _LoopClients()
         client = clients.clients.get(connection)
         if client is None:
             client = make_client(self._specs[connection], self._client_class)
@@ -98,5 +113,4 @@ class ConnectionPools:
         """Close every client opened on the running loop; later use opens new ones."""
         clients = self._loops.pop(asyncio.get_running_loop(), None)
         if clients is not None:
-            clients.keeper.cancel()
-            await clients.close()
+            await clients.aclose()
