@@ -39,8 +39,24 @@ def make_client(spec: ConnectionSpec, client_class: type[Any]) -> Redis:
             timeout=None,
             **template.connection_kwargs,
         )
+    # Spell out the read timeout the connections will use (redis-py 8 defaults to 5 s),
+    # so block_slice can keep blocking commands under it.
+    default_timeout = pool.connection_class(**pool.connection_kwargs).socket_timeout
+    pool.connection_kwargs.setdefault("socket_timeout", default_timeout)
     client: Redis = client_class.from_pool(pool)
     return client
+
+
+def block_slice(client: Redis, seconds: float) -> float:
+    """How long one blocking command (``XREAD BLOCK``, ``BLMOVE``) may wait on ``client``.
+
+    A blocked read must end before the client's socket read timeout (redis-py 8 sets 5 s
+    by default), or the wait surfaces as a ``TimeoutError``; longer waits are sliced.
+    """
+    read_timeout = client.connection_pool.connection_kwargs.get("socket_timeout")
+    if read_timeout:
+        seconds = min(seconds, read_timeout * 0.8)
+    return max(seconds, 0.001)
 
 
 class _LoopClients:

@@ -12,6 +12,7 @@ import enum
 import json
 import math
 import re
+import time
 import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -21,6 +22,7 @@ from typing import Any
 from redis.asyncio import Redis
 
 from . import keys
+from ._connections import block_slice
 from .errors import (
     DeserializationError,
     InvalidJobError,
@@ -344,8 +346,10 @@ class Job:
         """
         stream = keys.results(self.id)
         entries: list[Any] = await self.connection.xrevrange(stream, count=1)  # type: ignore[assignment]
-        if not entries and timeout > 0:
-            block = max(1, math.ceil(timeout * 1000))  # BLOCK 0 would wait forever
+        deadline = time.monotonic() + timeout
+        while not entries and (left := deadline - time.monotonic()) > 0:
+            wait = block_slice(self.connection, left)
+            block = max(1, math.ceil(wait * 1000))  # BLOCK 0 would wait forever
             reply: Any = await self.connection.xread({stream: "0-0"}, block=block)
             entries = reply[0][1][-1:] if reply else []
         return Result.from_entry(*entries[0]) if entries else None

@@ -34,6 +34,7 @@ from anyio.abc import TaskGroup
 from redis.asyncio import Redis
 
 from .. import _scripts, keys
+from .._connections import block_slice
 from ..errors import ConfigError, InvalidJobError, JobTimeoutError
 from ..execution import (
     app_context,
@@ -61,7 +62,7 @@ log = logging.getLogger("aiorq_flask.worker")
 
 VERSION = "0.1.0"
 REDIS_ERRORS = (redis.ConnectionError, redis.TimeoutError, OSError)
-PEEK_SECONDS = 2  # below redis-py's default 5 s read timeout
+PEEK_SECONDS = 2.0  # how long one idle wait blocks before the fetch loop looks again
 
 
 @dataclass
@@ -372,7 +373,10 @@ class Worker:
 
     async def _peek(self, key: str, scope: anyio.CancelScope, errors: list[Exception]) -> None:
         try:
-            found = await self.redis.blmove(key, key, timeout=PEEK_SECONDS, src="LEFT", dest="LEFT")
+            client = self.redis
+            wait = block_slice(client, PEEK_SECONDS)
+            # Redis takes fractional seconds here; redis-py's stub says int.
+            found = await client.blmove(key, key, timeout=wait, src="LEFT", dest="LEFT")  # type: ignore[arg-type]
         except redis.TimeoutError:
             return  # the client's read timeout beat the block: the fetch loop looks again
         except REDIS_ERRORS as error:
