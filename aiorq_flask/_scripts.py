@@ -13,11 +13,14 @@ from importlib import resources
 from typing import Any
 
 from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
 from redis.exceptions import NoScriptError
 
 
 class Script:
-    """One Lua file, called with ``await script(client, keys, args)``."""
+    """One Lua file, called with ``await script(client, keys, args)``, or queued in a
+    transaction with ``load_in`` then ``call_in`` (loading inside the MULTI means no call in
+    it can meet ``NOSCRIPT``)."""
 
     def __init__(self, name: str) -> None:
         self.name = name
@@ -30,6 +33,12 @@ class Script:
         except NoScriptError:
             await client.script_load(self.source)
             return await client.evalsha(self.sha, len(keys), *keys, *args)
+
+    def load_in(self, pipe: Pipeline) -> None:
+        pipe.script_load(self.source)
+
+    def call_in(self, pipe: Pipeline, keys: list[str], args: list[Any]) -> None:
+        pipe.evalsha(self.sha, len(keys), *keys, *args)
 
 
 Call = tuple[Script, list[str], list[Any]]
@@ -59,6 +68,7 @@ async def run_batch(client: Redis, calls: list[Call]) -> list[Any]:
     return results
 
 
+ENQUEUE = Script("enqueue")
 CLAIM = Script("claim")
 FINISH = Script("finish")
 HEARTBEAT = Script("heartbeat")

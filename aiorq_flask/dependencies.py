@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from redis.asyncio.client import Pipeline
 from redis.exceptions import WatchError
 
-from . import keys
+from . import _scripts, keys
 from .job import JobStatus
 
 if TYPE_CHECKING:
@@ -27,8 +27,8 @@ def _parent_done(status: bytes | None, allow_failures: bool) -> bool:
     return status == b"finished" or (allow_failures and status == b"failed")
 
 
-async def enqueue_dependent(queue: Queue, data: EnqueueData) -> EnqueueData:
-    """Write ``data`` as queued, or as deferred; return what was written."""
+async def enqueue_dependent(queue: Queue, data: EnqueueData) -> JobStatus:
+    """Write ``data`` as queued, or as deferred; return the status written."""
     connection = queue.connection
     parent_keys = [keys.job(parent) for parent in data.depends_on]
     async with connection.pipeline(transaction=True) as pipe:
@@ -40,22 +40,21 @@ async def enqueue_dependent(queue: Queue, data: EnqueueData) -> EnqueueData:
                     for key in parent_keys
                 ]
                 ready = all(_parent_done(s, data.allow_dependency_failures) for s in statuses)
+                status = JobStatus.QUEUED if ready else JobStatus.DEFERRED
                 pipe.multi()  # type: ignore[no-untyped-call]
-                written = data if ready else data.parked(JobStatus.DEFERRED)
-                if ready:
-                    queue._push(pipe, written)
-                else:
-                    _defer(pipe, queue, written)
+                _scripts.ENQUEUE.load_in(pipe)
+                _scripts.ENQUEUE.call_in(pipe, *queue.write_args(data, status))
+                if not ready:
+                    _defer(pipe, queue, data)
                 await pipe.execute()
-                return written
+                return status
             except WatchError:
                 continue
 
 
 def _defer(pipe: Pipeline, queue: Queue, data: EnqueueData) -> None:
-    queue._write_hash(pipe, data)
+    """Book a deferred job where the worker that finishes its parents will look."""
     pipe.zadd(keys.deferred(queue.name), {data.job_id: int(time.time())})
     for parent in data.depends_on:
         pipe.sadd(keys.dependents(parent), data.job_id)
         pipe.sadd(keys.dependencies(data.job_id), parent)
-    pipe.sadd(keys.QUEUES, queue.key)

@@ -8,11 +8,12 @@ Retries are a worker's business: an eager job runs once.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 import uuid
 from typing import TYPE_CHECKING
 
-from . import _scripts, keys
+from . import _scripts
 from .errors import NoSuchJobError
 from .execution import (
     call_with_timeout,
@@ -29,19 +30,23 @@ if TYPE_CHECKING:
 
 async def run_eagerly(queue: Queue, data: EnqueueData) -> Job:
     connection = queue.connection
-    mapping = dict(data.mapping)
-    for field in ("retries_left", "retry_intervals"):
-        mapping.pop(field, None)
     started = now_ts()
-    mapping.update(status=JobStatus.STARTED.value, started_at=started, last_heartbeat=started)
-    async with connection.pipeline(transaction=True) as pipe:
-        pipe.hset(keys.job(data.job_id), mapping=mapping)
-        pipe.sadd(keys.QUEUES, queue.key)
-        await pipe.execute()
+    data = dataclasses.replace(
+        data,
+        retry=None,
+        fields={
+            **{
+                k: v for k, v in data.fields.items() if k not in ("retries_left", "retry_intervals")
+            },
+            "started_at": started,
+            "last_heartbeat": started,
+        },
+    )
+    await _scripts.ENQUEUE(connection, *queue.write_args(data, JobStatus.STARTED))
     started_at = time.time()
     try:
         func = import_function(data.func_name)
-        value = await call_with_timeout(func, data.args, data.kwargs, int(mapping["timeout"]))
+        value = await call_with_timeout(func, data.args, data.kwargs, data.timeout)
         status, payload = "finished", encode_return_value(value)
     except Exception as error:
         status, payload = "failed", encode_exc_string(format_exception(error))
@@ -67,6 +72,4 @@ async def run_eagerly(queue: Queue, data: EnqueueData) -> Job:
     try:
         return await Job.fetch(data.job_id, connection)
     except NoSuchJobError:  # result_ttl=0: the finished job was deleted, as a worker does
-        job = queue._job(data, connection)
-        job.status = JobStatus(status)
-        return job
+        return queue._job(data, connection, JobStatus(status))

@@ -8,7 +8,6 @@ an id whose hash is not there yet (spec §7).
 
 from __future__ import annotations
 
-import dataclasses
 import inspect
 import json
 import uuid
@@ -18,10 +17,9 @@ from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
 from redis.asyncio import Redis
-from redis.asyncio.client import Pipeline
-from redis.typing import EncodableT, FieldT
+from redis.typing import EncodableT
 
-from . import keys
+from . import _scripts, keys
 from .dependencies import enqueue_dependent
 from .eager import run_eagerly
 from .errors import InvalidJobError, NoSuchJobError
@@ -134,8 +132,8 @@ class EnqueueData:
     args: tuple[Any, ...]
     kwargs: dict[str, Any]
     payload: bytes
-    mapping: dict[FieldT, EncodableT]
     created_at: datetime
+    description: str
     timeout: int
     at_front: bool
     ttl: int | None
@@ -145,15 +143,24 @@ class EnqueueData:
     meta: Mapping[str, Any]
     depends_on: tuple[str, ...]
     allow_dependency_failures: bool
+    fields: dict[str, EncodableT]  # the hash fields a job has only when an option is set
 
-    def parked(self, status: JobStatus) -> EnqueueData:
-        """The same job written as ``scheduled`` or ``deferred``: not on a queue yet, so no
-        ``enqueued_at``, and ``at_front`` kept as rq's ``enqueue_at_front`` flag."""
-        mapping = {k: v for k, v in self.mapping.items() if k != "enqueued_at"}
-        mapping["status"] = status.value
-        if self.at_front:
-            mapping["enqueue_at_front"] = 1
-        return dataclasses.replace(self, mapping=mapping)
+    def script_args(self, origin: str, status: JobStatus, where: str) -> list[EncodableT]:
+        """``enqueue.lua``'s arguments for writing this job with ``status``."""
+        fields = self.fields
+        if status in (JobStatus.SCHEDULED, JobStatus.DEFERRED) and self.at_front:
+            fields = {**fields, "enqueue_at_front": 1}  # rq's flag for a later push
+        return [
+            status.value,
+            where,
+            origin,
+            "" if self.ttl is None else self.ttl,
+            format_ts(self.created_at),
+            self.payload,
+            self.description,
+            self.timeout,
+            *(item for pair in fields.items() for item in pair),
+        ]
 
 
 class Queue:
@@ -214,37 +221,17 @@ class Queue:
         func_name = function_path(func)
         args = tuple(args or ())
         kwargs = dict(kwargs or {})
-        job_id = uuid.uuid4().hex if job_id is None else validate_job_id(job_id)
         timeout = _seconds("job_timeout", job_timeout, DEFAULT_TIMEOUT)
         assert timeout is not None
-        payload = encode_data(func_name, args, kwargs)
-        now = datetime.now(timezone.utc)
-        now_text = format_ts(now)
-        mapping: dict[FieldT, EncodableT] = {
-            "status": JobStatus.QUEUED.value,
-            "created_at": now_text,
-            "data": payload,
-            "success_callback_name": "",
-            "failure_callback_name": "",
-            "stopped_callback_name": "",
-            "started_at": "",
-            "ended_at": "",
-            "last_heartbeat": "",
-            "worker_name": "",
-            "group_id": "",
-            "origin": self.name,
-            "description": description or describe_call(func_name, args, kwargs),
-            "enqueued_at": now_text,
-            "timeout": timeout,
-        }
+        fields: dict[str, EncodableT] = {}
         if meta:
-            mapping["meta"] = MsgpackSerializer.dumps(dict(meta))
+            fields["meta"] = MsgpackSerializer.dumps(dict(meta))
         given = {"result_ttl": result_ttl, "failure_ttl": failure_ttl, "ttl": ttl}
         ttls = {name: _seconds(name, value) for name, value in given.items()}
-        mapping.update({name: value for name, value in ttls.items() if value is not None})
+        fields.update({name: value for name, value in ttls.items() if value is not None})
         if retry is not None:
-            mapping["retries_left"] = retry.max
-            mapping["retry_intervals"] = json.dumps(retry.intervals)
+            fields["retries_left"] = retry.max
+            fields["retry_intervals"] = json.dumps(retry.intervals)
         for kind, value in (
             ("success", on_success),
             ("failure", on_failure),
@@ -252,21 +239,21 @@ class Queue:
         ):
             callback = _callback(f"on_{kind}", value)
             if callback is not None:
-                mapping[f"{kind}_callback_name"], mapping[f"{kind}_callback_timeout"] = callback
+                fields[f"{kind}_callback_name"], fields[f"{kind}_callback_timeout"] = callback
         dependency_ids = _dependency_ids(depends_on) if depends_on is not None else []
         if dependency_ids:
-            mapping["dependency_id"] = dependency_ids[0]
-            mapping["dependency_ids"] = json.dumps(dependency_ids)
+            fields["dependency_id"] = dependency_ids[0]
+            fields["dependency_ids"] = json.dumps(dependency_ids)
             if allow_dependency_failures:
-                mapping["allow_dependency_failures"] = 1
+                fields["allow_dependency_failures"] = 1
         return EnqueueData(
-            job_id=job_id,
+            job_id=uuid.uuid4().hex if job_id is None else validate_job_id(job_id),
             func_name=func_name,
             args=args,
             kwargs=kwargs,
-            payload=payload,
-            mapping=mapping,
-            created_at=now,
+            payload=encode_data(func_name, args, kwargs),
+            created_at=datetime.now(timezone.utc),
+            description=description or describe_call(func_name, args, kwargs),
             timeout=timeout,
             at_front=at_front,
             ttl=ttls["ttl"],
@@ -276,22 +263,21 @@ class Queue:
             meta=meta or {},
             depends_on=tuple(dependency_ids),
             allow_dependency_failures=allow_dependency_failures,
+            fields=fields,
         )
 
-    def _job(self, data: EnqueueData, connection: Redis) -> Job:
+    def _job(self, data: EnqueueData, connection: Redis, status: JobStatus) -> Job:
         """The handle of a job just written, built from what we wrote (no read back)."""
-        mapping = data.mapping
-        status = JobStatus(mapping["status"])
         job = Job(
             id=data.job_id,
             connection=connection,
             data=data.payload,
             origin=self.name,
-            description=str(mapping["description"]),
+            description=data.description,
             status=status,
             timeout=data.timeout,
             created_at=data.created_at,
-            enqueued_at=data.created_at if "enqueued_at" in mapping else None,
+            enqueued_at=data.created_at if status is JobStatus.QUEUED else None,
             result_ttl=data.result_ttl,
             failure_ttl=data.failure_ttl,
             ttl=data.ttl,
@@ -306,17 +292,14 @@ class Queue:
 
     # -- writing jobs --------------------------------------------------------------
 
-    def _push(self, pipe: Pipeline, data: EnqueueData) -> None:
-        self._write_hash(pipe, data)
-        pipe.sadd(keys.QUEUES, self.key)
-        (pipe.lpush if data.at_front else pipe.rpush)(self.key, data.job_id)
-
-    def _write_hash(self, pipe: Pipeline, data: EnqueueData) -> None:
-        job_key = keys.job(data.job_id)
-        pipe.hset(job_key, mapping=data.mapping)
-        if data.ttl is not None:
-            for key in (job_key, keys.dependents(data.job_id), keys.dependencies(data.job_id)):
-                pipe.expire(key, data.ttl)
+    def write_args(
+        self, data: EnqueueData, status: JobStatus = JobStatus.QUEUED, where: str | None = None
+    ) -> tuple[list[str], list[EncodableT]]:
+        """Keys and arguments of ``enqueue.lua`` for ``data``; a queued job is pushed at
+        the back (at the front with ``at_front``) unless ``where`` says otherwise."""
+        if where is None:
+            where = ("L" if data.at_front else "R") if status is JobStatus.QUEUED else ""
+        return [keys.job(data.job_id), self.key], data.script_args(self.name, status, where)
 
     async def enqueue_many(self, jobs: Iterable[EnqueueData]) -> list[Job]:
         """Write any number of prepared jobs in one MULTI (one round trip, all or nothing).
@@ -330,10 +313,11 @@ class Queue:
             return [await self._run_eagerly(data) for data in jobs]
         connection = self.connection
         async with connection.pipeline(transaction=True) as pipe:
+            _scripts.ENQUEUE.load_in(pipe)
             for data in jobs:
-                self._push(pipe, data)
+                _scripts.ENQUEUE.call_in(pipe, *self.write_args(data))
             await pipe.execute()
-        return [self._job(data, connection) for data in jobs]
+        return [self._job(data, connection, JobStatus.QUEUED) for data in jobs]
 
     async def enqueue_call(
         self,
@@ -353,11 +337,9 @@ class Queue:
             return await self._run_eagerly(data)
         connection = self.connection
         if data.depends_on:
-            return self._job(await enqueue_dependent(self, data), connection)
-        async with connection.pipeline(transaction=True) as pipe:
-            self._push(pipe, data)
-            await pipe.execute()
-        return self._job(data, connection)
+            return self._job(data, connection, await enqueue_dependent(self, data))
+        await _scripts.ENQUEUE(connection, *self.write_args(data))
+        return self._job(data, connection, JobStatus.QUEUED)
 
     async def enqueue(self, f: Callable[..., Any] | str, *args: Any, **kwargs: Any) -> Job:
         """Enqueue ``f(*args, **kwargs)``; rq's option names are taken out of ``kwargs``
@@ -375,16 +357,13 @@ class Queue:
         options = {k: kwargs.pop(k) for k in ENQUEUE_OPTIONS.intersection(kwargs)}
         if options.get("depends_on") is not None:
             raise InvalidJobError("a scheduled job cannot also have depends_on")
-        data = self.prepare_data(f, args, kwargs, **options).parked(JobStatus.SCHEDULED)
+        data = self.prepare_data(f, args, kwargs, **options)
         if when.tzinfo is None:
             when = when.replace(tzinfo=timezone.utc)
         connection = self.connection
-        async with connection.pipeline(transaction=True) as pipe:
-            self._write_hash(pipe, data)
-            pipe.sadd(keys.QUEUES, self.key)
-            pipe.zadd(keys.scheduled(self.name), {data.job_id: int(when.timestamp())})
-            await pipe.execute()
-        return self._job(data, connection)
+        due = str(int(when.timestamp()))
+        await _scripts.ENQUEUE(connection, *self.write_args(data, JobStatus.SCHEDULED, due))
+        return self._job(data, connection, JobStatus.SCHEDULED)
 
     async def enqueue_in(
         self, delay: timedelta | float, f: Callable[..., Any] | str, *args: Any, **kwargs: Any

@@ -282,16 +282,16 @@ async def test_enqueue_generates_an_id_rq_accepts(queue: Queue) -> None:
 # -- round trips -----------------------------------------------------------------------
 
 
-async def test_enqueue_sends_one_multi_with_hset_sadd_rpush(
+async def test_enqueue_sends_one_script_call_writing_hset_sadd_rpush(
     queue: Queue, sync_redis: redis.Redis
 ) -> None:
-    await queue.connection.ping()  # open the pooled connection first
+    await queue.enqueue(tasks.add, 0, 0)  # open the pooled connection, load the script
     before = command_calls(sync_redis)
 
     await queue.enqueue(tasks.add, 1, 2)
 
     sent = commands_sent(before, command_calls(sync_redis))
-    assert sent == {"multi": 1, "hset": 1, "sadd": 1, "rpush": 1, "exec": 1}
+    assert sent == {"evalsha": 1, "hset": 1, "sadd": 1, "rpush": 1}
 
 
 async def test_enqueue_many_of_100_jobs_sends_one_multi(
@@ -304,7 +304,15 @@ async def test_enqueue_many_of_100_jobs_sends_one_multi(
     await queue.enqueue_many(prepared)
 
     sent = commands_sent(before, command_calls(sync_redis))
-    assert sent == {"multi": 1, "hset": 100, "sadd": 100, "rpush": 100, "exec": 1}
+    assert sent == {
+        "multi": 1,
+        "script|load": 1,
+        "evalsha": 100,
+        "hset": 100,
+        "sadd": 100,
+        "rpush": 100,
+        "exec": 1,
+    }
 
 
 async def test_enqueue_many_writes_every_job_in_order(

@@ -1,0 +1,37 @@
+-- Write one job in rq's format (spec §5.1, §5.2): the hash, `SADD rq:queues`, and the
+-- push (or the scheduled entry) in one atomic step, so no worker can pop an id before its
+-- hash exists. Fields that are the same for every new job are spelled here, so a call
+-- carries only what varies.
+-- KEYS: job key, queue key.
+-- ARGV: status ('queued' | 'scheduled' | 'deferred' | 'started'), where ('R' RPUSH,
+--       'L' LPUSH, a due epoch for 'scheduled', '' for no push), queue name, ttl or '',
+--       created_at (rq ts), data, description, timeout, then optional field/value pairs.
+local job, queue = KEYS[1], KEYS[2]
+local status, where, origin, ttl = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local id = string.sub(job, 8)  -- after 'rq:job:'
+local fields = {'status', status, 'created_at', ARGV[5], 'data', ARGV[6],
+  'success_callback_name', '', 'failure_callback_name', '', 'stopped_callback_name', '',
+  'started_at', '', 'ended_at', '', 'last_heartbeat', '', 'worker_name', '', 'group_id', '',
+  'origin', origin, 'description', ARGV[7], 'timeout', ARGV[8]}
+if status == 'queued' then
+  fields[#fields + 1] = 'enqueued_at'
+  fields[#fields + 1] = ARGV[5]
+end
+for i = 9, #ARGV do
+  fields[#fields + 1] = ARGV[i]
+end
+redis.call('HSET', job, unpack(fields))
+if ttl ~= '' then
+  redis.call('EXPIRE', job, ttl)
+  redis.call('EXPIRE', job .. ':dependents', ttl)
+  redis.call('EXPIRE', 'rq:job::' .. id .. ':dependencies', ttl)
+end
+redis.call('SADD', 'rq:queues', queue)
+if where == 'R' then
+  redis.call('RPUSH', queue, id)
+elseif where == 'L' then
+  redis.call('LPUSH', queue, id)
+elseif where ~= '' then
+  redis.call('ZADD', 'rq:scheduled:' .. origin, where, id)
+end
+return 1
