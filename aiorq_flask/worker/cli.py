@@ -128,7 +128,7 @@ def register_cli(app: Any, extension: AsyncRQ) -> None:
     @click.argument("args", nargs=-1, type=click.UNPROCESSED)
     def worker_command(args: tuple[str, ...]) -> None:
         """Run an asyncio worker (options: see python -m aiorq_flask.worker --help)."""
-        parser = argparse.ArgumentParser(prog=f"{app.name} rq worker")
+        parser = argparse.ArgumentParser(prog=f"{type(app).__name__.lower()} rq worker")
         add_worker_options(parser)
         run_worker(app, parser.parse_args(list(args)))
 
