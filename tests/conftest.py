@@ -15,6 +15,7 @@ from quart import Quart
 
 from aiorq_flask import AsyncRQ
 
+from .apps.worker_support import other_db_url
 from .redis_server import RedisServer
 
 
@@ -42,6 +43,17 @@ def redis_url(redis_server: RedisServer | None) -> Iterator[str]:
 def sync_redis(redis_url: str) -> Iterator[redis.Redis]:
     client = redis.Redis.from_url(redis_url)
     yield client
+    client.close()
+
+
+@pytest.fixture
+def email_redis(redis_url: str) -> Iterator[redis.Redis]:
+    """A client on the next database of the test server, where the worker tests' apps keep
+    their email queues; flushed before and after the test."""
+    client = redis.Redis.from_url(other_db_url(redis_url))
+    client.flushdb()
+    yield client
+    client.flushdb()
     client.close()
 
 

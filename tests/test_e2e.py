@@ -20,8 +20,6 @@ import os
 import re
 import signal
 import sys
-import threading
-import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -33,6 +31,7 @@ import pytest
 import redis
 
 from .apps.worker_support import Process, wait_until
+from .client_list import ConnectionSampler, wait_for_connections
 from .redis_server import RedisServer, free_port
 
 REQUESTS = 500
@@ -91,42 +90,6 @@ def module_redis_url(redis_server: RedisServer | None) -> str:
 
 def with_client_name(url: str, name: str) -> str:
     return f"{url}{'&' if '?' in url else '?'}client_name={name}"
-
-
-def connections_named(client: redis.Redis, name: str) -> int:
-    return sum(1 for c in client.client_list() if c.get("name") == name)
-
-
-class ConnectionSampler:
-    """Samples CLIENT LIST from a thread; keeps the highest count per name and in total."""
-
-    def __init__(self, redis_url: str, names: tuple[str, ...]) -> None:
-        self.redis_url = redis_url
-        self.names = names
-        self.highest = dict.fromkeys(names, 0)
-        self.highest_total = 0
-        self.samples = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def __enter__(self) -> ConnectionSampler:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self._stop.set()
-        self._thread.join(10)
-
-    def _run(self) -> None:
-        with redis.Redis.from_url(self.redis_url) as client:
-            while not self._stop.is_set():
-                names = [c.get("name") for c in client.client_list()]
-                counts = {name: names.count(name) for name in self.names}
-                for name, count in counts.items():
-                    self.highest[name] = max(self.highest[name], count)
-                self.highest_total = max(self.highest_total, sum(counts.values()))
-                self.samples += 1
-                self._stop.wait(0.01)
 
 
 # -- one burst against one example ----------------------------------------------------------
@@ -196,16 +159,6 @@ def wait_for_http(process: Process, base_url: str, timeout: float = 30) -> None:
     wait_until(serving, timeout, f"{base_url} to serve")
 
 
-def wait_for_connections(client: redis.Redis, name: str, expected: int, timeout: float) -> int:
-    """Poll CLIENT LIST until ``expected`` connections carry ``name``; return the last count."""
-    deadline = time.monotonic() + timeout
-    while True:
-        count = connections_named(client, name)
-        if count == expected or time.monotonic() > deadline:
-            return count
-        time.sleep(0.02)
-
-
 def run_example(example: Example, redis_url: str, log_dir: Path) -> BurstRun:
     port = free_port()
     base_url = f"http://127.0.0.1:{port}"
@@ -230,7 +183,7 @@ def run_example(example: Example, redis_url: str, log_dir: Path) -> BurstRun:
     ):
         worker.wait_for_output(" serving ", timeout=30)
         wait_for_http(server, base_url)
-        with ConnectionSampler(redis_url, (APP_CLIENT, WORKER_CLIENT)) as sampler:
+        with ConnectionSampler(redis_url, APP_CLIENT, WORKER_CLIENT, interval=0.01) as sampler:
             replies, slow_reply = asyncio.run(burst(base_url))
         after = (
             wait_for_connections(client, APP_CLIENT, 0, timeout=10)

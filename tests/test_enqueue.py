@@ -34,23 +34,6 @@ from . import job_funcs, tasks
 from .redis_server import RedisServer, free_port
 
 TS = re.compile(rb"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z")
-RQ_FIELDS = {
-    b"status",
-    b"created_at",
-    b"data",
-    b"success_callback_name",
-    b"failure_callback_name",
-    b"stopped_callback_name",
-    b"started_at",
-    b"ended_at",
-    b"last_heartbeat",
-    b"worker_name",
-    b"group_id",
-    b"origin",
-    b"description",
-    b"enqueued_at",
-    b"timeout",
-}
 EMPTY_FIELDS = (
     b"success_callback_name",
     b"failure_callback_name",
@@ -61,6 +44,16 @@ EMPTY_FIELDS = (
     b"worker_name",
     b"group_id",
 )
+RQ_FIELDS = {
+    b"status",
+    b"created_at",
+    b"data",
+    *EMPTY_FIELDS,
+    b"origin",
+    b"description",
+    b"enqueued_at",
+    b"timeout",
+}
 
 
 @pytest.fixture

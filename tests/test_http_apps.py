@@ -25,11 +25,11 @@ from flask import Flask
 from hypercorn.asyncio import serve
 from hypercorn.config import Config
 from quart import Quart
-from redis.connection import parse_url
 from werkzeug.serving import make_server
 
 from aiorq_flask import AsyncRQ
 
+from .client_list import ConnectionSampler, connections_named, named, wait_for_connections
 from .redis_server import free_port
 
 LOOP_PROBLEMS = ("attached to a different loop", "Event loop is closed", "Unclosed")
@@ -39,30 +39,8 @@ QUART_MAX_CONNECTIONS = 5
 PLAIN_HTTP: dict[str, Any] = {"trust_env": False, "verify": False}
 
 
-def named(redis_url: str, client_name: str, **options: Any) -> dict[str, Any]:
-    """The dict form of ``redis_url`` whose connections show as ``client_name`` in CLIENT LIST."""
-    options = {**parse_url(redis_url), **options}  # type: ignore[no-untyped-call]
-    return {**options, "client_name": client_name}
-
-
 def connection_ids(sync_redis: redis.Redis, client_name: str) -> set[str]:
     return {c["id"] for c in sync_redis.client_list() if c.get("name") == client_name}
-
-
-def connections_named(sync_redis: redis.Redis, client_name: str) -> int:
-    return len(connection_ids(sync_redis, client_name))
-
-
-def wait_for_connections(
-    sync_redis: redis.Redis, client_name: str, expected: int, timeout: float = 5.0
-) -> int:
-    """Poll CLIENT LIST until ``expected`` connections carry ``client_name``; return the count."""
-    deadline = time.monotonic() + timeout
-    while True:
-        count = connections_named(sync_redis, client_name)
-        if count == expected or time.monotonic() > deadline:
-            return count
-        time.sleep(0.01)
 
 
 def problems(caplog: pytest.LogCaptureFixture) -> list[str]:
@@ -73,33 +51,6 @@ def problems(caplog: pytest.LogCaptureFixture) -> list[str]:
         if record.levelno >= logging.WARNING or any(p in text for p in LOOP_PROBLEMS):
             found.append(f"{record.name} {record.levelname}: {text}")
     return found
-
-
-class ConnectionSampler:
-    """Samples CLIENT LIST from a thread and keeps the highest count of one client name."""
-
-    def __init__(self, redis_url: str, client_name: str) -> None:
-        self.redis_url = redis_url
-        self.client_name = client_name
-        self.highest = 0
-        self.samples = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def __enter__(self) -> ConnectionSampler:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self._stop.set()
-        self._thread.join(10)
-
-    def _run(self) -> None:
-        with redis.Redis.from_url(self.redis_url) as client:
-            while not self._stop.is_set():
-                self.highest = max(self.highest, connections_named(client, self.client_name))
-                self.samples += 1
-                self._stop.wait(0.005)
 
 
 # -- Flask ---------------------------------------------------------------------------------
@@ -220,7 +171,7 @@ def test_flask_threaded_server_uses_at_most_one_connection_per_concurrent_reques
 
     assert statuses == [200] * 200
     assert sampler.samples > 0
-    assert 0 < sampler.highest <= 20
+    assert 0 < sampler.highest["flask-e2e"] <= 20
 
 
 # -- Quart on hypercorn --------------------------------------------------------------------
@@ -363,7 +314,7 @@ async def test_quart_on_hypercorn_keeps_to_one_pool_bounded_by_max_connections(
 
     assert statuses == [200] * 200
     assert sampler.samples > 0
-    assert 0 < sampler.highest <= QUART_MAX_CONNECTIONS
+    assert 0 < sampler.highest["quart-e2e"] <= QUART_MAX_CONNECTIONS
 
 
 async def test_quart_on_hypercorn_keeps_its_pool_open_between_requests(

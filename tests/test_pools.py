@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import threading
-import time
 import weakref
 from collections.abc import Callable
-from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
@@ -16,63 +13,15 @@ import redis
 from flask import Flask
 from quart import Quart
 from redis.asyncio import Redis
-from redis.connection import parse_url
 
 from aiorq_flask import AsyncRQ
+
+from .client_list import ConnectionSampler, connections_named, named, wait_for_connections
 
 
 def with_db(url: str, db: int) -> str:
     """``url`` pointing at database ``db`` of the same server."""
     return urlsplit(url)._replace(path=f"/{db}").geturl()
-
-
-def named(redis_url: str, client_name: str, **options: Any) -> dict[str, Any]:
-    """The dict form of ``redis_url`` whose connections show as ``client_name`` in CLIENT LIST."""
-    options = {**parse_url(redis_url), **options}  # type: ignore[no-untyped-call]
-    return {**options, "client_name": client_name}
-
-
-def connections_named(sync_redis: redis.Redis, client_name: str) -> int:
-    return sum(1 for client in sync_redis.client_list() if client.get("name") == client_name)
-
-
-def wait_for_connections(
-    sync_redis: redis.Redis, client_name: str, expected: int, timeout: float = 5.0
-) -> int:
-    """Poll CLIENT LIST until ``expected`` connections carry ``client_name``; return the count."""
-    deadline = time.monotonic() + timeout
-    while True:
-        count = connections_named(sync_redis, client_name)
-        if count == expected or time.monotonic() > deadline:
-            return count
-        time.sleep(0.01)
-
-
-class ConnectionSampler:
-    """Samples CLIENT LIST from a thread and keeps the highest count of one client name."""
-
-    def __init__(self, redis_url: str, client_name: str) -> None:
-        self.redis_url = redis_url
-        self.client_name = client_name
-        self.highest = 0
-        self.samples = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def __enter__(self) -> ConnectionSampler:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self._stop.set()
-        self._thread.join(10)
-
-    def _run(self) -> None:
-        with redis.Redis.from_url(self.redis_url) as client:
-            while not self._stop.is_set():
-                self.highest = max(self.highest, connections_named(client, self.client_name))
-                self.samples += 1
-                self._stop.wait(0.005)
 
 
 # -- one client per connection within a loop -----------------------------------------------
@@ -279,7 +228,7 @@ async def test_pool_of_three_serves_twenty_concurrent_blpops_on_at_most_three_co
 
     assert results == [None] * 20
     assert sampler.samples > 0
-    assert sampler.highest == 3
+    assert sampler.highest["pool-of-three"] == 3
 
 
 # -- closing -------------------------------------------------------------------------------

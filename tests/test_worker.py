@@ -12,7 +12,7 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from datetime import datetime, timezone
 from types import SimpleNamespace
 from typing import Any
@@ -43,15 +43,6 @@ def parse_ts(raw: bytes) -> datetime:
 
 
 # -- two connections: default + priority on db N, email + email-priority on db N+1 -------------
-
-
-@pytest.fixture
-def email_redis(redis_url: str) -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(other_db_url(redis_url))
-    client.flushdb()
-    yield client
-    client.flushdb()
-    client.close()
 
 
 @pytest.fixture

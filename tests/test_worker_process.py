@@ -11,7 +11,6 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -38,15 +37,6 @@ from .apps.worker_support import (
 from .redis_server import RedisServer
 
 TWO_CONNECTIONS = "default,email-priority,email"  # email queues on WORKER_APP_EMAIL_URL
-
-
-@pytest.fixture
-def email_redis(redis_url: str) -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(other_db_url(redis_url))
-    client.flushdb()
-    yield client
-    client.flushdb()
-    client.close()
 
 
 # -- command line ------------------------------------------------------------------------------

@@ -8,12 +8,13 @@ which order jobs ran, whether they overlapped and whether any ran twice. Importa
 from __future__ import annotations
 
 import asyncio
-import sys
 import threading
 import time
 
 import redis
 import redis.asyncio
+
+from .tasks import app_name
 
 _clients: dict[str, redis.Redis] = {}
 _clients_lock = threading.Lock()
@@ -26,14 +27,6 @@ def _client(url: str) -> redis.Redis:
         if client is None:
             client = _clients[url] = redis.Redis.from_url(url)
         return client
-
-
-def current_app_name() -> str:
-    for framework in ("quart", "flask"):
-        module = sys.modules.get(framework)
-        if module is not None and module.has_app_context():
-            return str(module.current_app.name)
-    raise RuntimeError("no app context in this job")
 
 
 def record(url: str, key: str, value: str) -> str:
@@ -64,7 +57,7 @@ def rendezvous(url: str, key: str, parties: int, timeout: float = 10.0) -> list[
         if time.monotonic() > deadline:
             raise TimeoutError(f"only {client.get(key)!r} of {parties} jobs ran at once")
         time.sleep(0.01)  # job body
-    return [threading.current_thread().name, current_app_name()]
+    return [threading.current_thread().name, app_name()]
 
 
 def fail_once(url: str, key: str) -> int:

@@ -143,7 +143,8 @@ def enqueue_jobs(
 async def serving(worker: Worker, client: redis.Redis) -> AsyncIterator[asyncio.Task[None]]:
     """Run ``worker.work()`` as a task on this loop until the block ends, then stop it.
 
-    A failure of the block is raised with the worker's own failure (if any) as a note.
+    A failure of the block is raised with the worker's own failure (if any) as a note
+    (on Python 3.10, which has no notes, printed to stderr, which pytest shows).
     """
     task = asyncio.create_task(worker.work())
     try:
@@ -158,7 +159,11 @@ async def serving(worker: Worker, client: redis.Redis) -> AsyncIterator[asyncio.
         try:
             await within(task, 30, "the worker to stop")
         except BaseException as worker_error:
-            error.add_note(f"the worker failed too: {worker_error!r}")
+            note = f"the worker failed too: {worker_error!r}"
+            if sys.version_info >= (3, 11):
+                error.add_note(note)
+            else:
+                print(note, file=sys.stderr)
         raise
     worker.request_stop()
     await within(task, 30, "the worker to stop")
@@ -182,11 +187,18 @@ class Outcome:
     fields: dict[str, str]
 
 
+def _text(raw: bytes | str) -> str:
+    """A reply as text; the test clients (no ``decode_responses``) reply with bytes."""
+    return raw.decode() if isinstance(raw, bytes) else raw
+
+
 def latest_result(client: redis.Redis, job_id: str) -> Outcome | None:
     entries = client.xrevrange(f"rq:results:{job_id}", count=1)
     if not entries:
         return None
-    fields = {k.decode(): v.decode() for k, v in entries[0][1].items()}
+    entry_id, raw_fields = entries[0]
+    assert raw_fields is not None, f"rq:results:{job_id} entry {entry_id!r} has no fields"
+    fields = {_text(k): _text(v) for k, v in raw_fields.items()}
     raw_value = fields.get("return_value")
     raw_exc = fields.get("exc_string")
     return Outcome(
@@ -202,14 +214,14 @@ def latest_result(client: redis.Redis, job_id: str) -> Outcome | None:
 
 def status(client: redis.Redis, job_id: str) -> str | None:
     raw = client.hget(f"rq:job:{job_id}", "status")
-    return None if raw is None else raw.decode()
+    return None if raw is None else _text(raw)
 
 
 def statuses(client: redis.Redis, job_ids: Sequence[str]) -> list[str | None]:
     with client.pipeline(transaction=False) as pipe:
         for job_id in job_ids:
             pipe.hget(f"rq:job:{job_id}", "status")
-        return [None if raw is None else raw.decode() for raw in pipe.execute()]
+        return [None if raw is None else _text(raw) for raw in pipe.execute()]
 
 
 def all_have_status(client: redis.Redis, job_ids: Sequence[str], wanted: str) -> bool:
