@@ -17,6 +17,7 @@ VENVS_DIR = Path(__file__).resolve().parent / ".venvs"
 
 # Exact pins keep runs comparable over time; hiredis is added everywhere because
 # aiorq_flask depends on redis[hiredis], and the parser should not be what we measure.
+# saq 0.26.4 imports typing_extensions without declaring it.
 REQUIREMENTS: dict[str, list[str]] = {
     "rq": ["rq==3.0.0", "hiredis"],
     "arq": ["arq==0.28.0", "hiredis"],
@@ -40,11 +41,16 @@ def python_for(peer: str) -> Path:
         return python
     print(f"[venvs] creating {root} ({', '.join(REQUIREMENTS[peer])})", file=sys.stderr)
     venv.EnvBuilder(clear=True, with_pip=True).create(root)
-    subprocess.run(
+    install = subprocess.run(
         [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
         + REQUIREMENTS[peer],
-        check=True,
+        capture_output=True,
+        text=True,
     )
+    if install.returncode != 0:
+        # pip's output only matters when it failed; otherwise it is noise.
+        print(install.stdout + install.stderr, file=sys.stderr)
+        install.check_returncode()
     stamp.write_text(wanted)
     return python
 

@@ -14,11 +14,9 @@ import time
 
 import _common
 
-TASKS = {
-    "noop": "benchmarks.tasks.noop",
-    "noop_sync": "benchmarks.tasks.noop_sync",
-    "sleep_50ms": "benchmarks.tasks.sleep_50ms",
-}
+from aiorq_flask import keys
+
+TASKS = {"noop": "benchmarks.tasks.noop", "sleep_50ms": "benchmarks.tasks.sleep_50ms"}
 
 
 def _app(args: argparse.Namespace):  # type: ignore[no-untyped-def]
@@ -37,7 +35,7 @@ async def _queue(args: argparse.Namespace):  # type: ignore[no-untyped-def]
 
 async def enqueue(args: argparse.Namespace) -> dict[str, object]:
     q = await _queue(args)
-    for _ in range(100):
+    for _ in range(_common.ENQUEUE_WARMUP):
         await q.enqueue(TASKS[args.task])
     start = time.perf_counter()
     for _ in range(args.n):
@@ -51,7 +49,7 @@ async def _bulk(q, task: str, n: int) -> None:  # type: ignore[no-untyped-def]
 
 async def enqueue_bulk(args: argparse.Namespace) -> dict[str, object]:
     q = await _queue(args)
-    await _bulk(q, TASKS[args.task], 100)
+    await _bulk(q, TASKS[args.task], _common.ENQUEUE_WARMUP)
     start = time.perf_counter()
     await _bulk(q, TASKS[args.task], args.n)
     return {"n": args.n, "seconds": time.perf_counter() - start}
@@ -61,10 +59,11 @@ async def drain(args: argparse.Namespace) -> dict[str, object]:
     q = await _queue(args)
     await _bulk(q, TASKS[args.task], args.n)
     redis = q.connection
+    finished, failed = keys.finished("default"), keys.failed("default")
 
     async def done() -> bool:
         async with redis.pipeline(transaction=False) as pipe:
-            ok, bad = await pipe.zcard("rq:finished:default").zcard("rq:failed:default").execute()
+            ok, bad = await pipe.zcard(finished).zcard(failed).execute()
         if bad:
             raise RuntimeError(f"{bad} aiorq_flask jobs failed")
         return bool(ok >= args.n)
@@ -83,12 +82,12 @@ async def latency(args: argparse.Namespace) -> dict[str, object]:
     worker = _common.WorkerProcess(__file__, worker_args, env=_env(args))
     try:
         samples = []
-        for i in range(args.n + 5):
+        for i in range(args.n + _common.LATENCY_WARMUP):
             start = time.perf_counter()
             job = await q.enqueue(TASKS[args.task])
             if await job.latest_result(timeout=5) is None:
                 raise TimeoutError(f"no result for job {job.id}")
-            if i >= 5:
+            if i >= _common.LATENCY_WARMUP:
                 samples.append(time.perf_counter() - start)
         return _common.latency_result(samples)
     finally:

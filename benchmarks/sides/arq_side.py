@@ -35,7 +35,7 @@ async def _pool(args: argparse.Namespace) -> ArqRedis:
 
 async def enqueue(args: argparse.Namespace) -> dict[str, object]:
     pool = await _pool(args)
-    for _ in range(100):
+    for _ in range(_common.ENQUEUE_WARMUP):
         await pool.enqueue_job(args.task)
     start = time.perf_counter()
     for _ in range(args.n):
@@ -71,13 +71,13 @@ async def latency(args: argparse.Namespace) -> dict[str, object]:
     worker = _common.WorkerProcess(__file__, _common.worker_args(args, "default"))
     try:
         samples = []
-        for i in range(args.n + 3):
+        for i in range(args.n + _common.LATENCY_WARMUP):
             start = time.perf_counter()
             job = await pool.enqueue_job(args.task)
             assert job is not None
             # A 5 ms client poll, so the number is arq's worker and not our waiting.
             await job.result(timeout=5, poll_delay=0.005)
-            if i >= 3:
+            if i >= _common.LATENCY_WARMUP:
                 samples.append(time.perf_counter() - start)
         return _common.latency_result(samples)
     finally:

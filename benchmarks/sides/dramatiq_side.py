@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import signal
 import threading
 import time
 
@@ -47,7 +46,7 @@ def _actor(args: argparse.Namespace) -> dramatiq.Actor:  # type: ignore[type-arg
 
 def enqueue(args: argparse.Namespace) -> dict[str, object]:
     actor = _actor(args)
-    for _ in range(100):
+    for _ in range(_common.ENQUEUE_WARMUP):
         actor.send()
     start = time.perf_counter()
     for _ in range(args.n):
@@ -81,10 +80,10 @@ def latency(args: argparse.Namespace) -> dict[str, object]:
     worker = _common.WorkerProcess(__file__, _common.worker_args(args, "default"))
     try:
         samples = []
-        for i in range(args.n + 5):
+        for i in range(args.n + _common.LATENCY_WARMUP):
             start = time.perf_counter()
             actor.send().get_result(block=True, timeout=5000)
-            if i >= 5:
+            if i >= _common.LATENCY_WARMUP:
                 samples.append(time.perf_counter() - start)
         return _common.latency_result(samples)
     finally:
@@ -97,12 +96,9 @@ def worker(args: argparse.Namespace) -> None:
     concurrency = _common.concurrency_of(args)
     extra = {} if concurrency is None else {"worker_threads": concurrency}
     w = dramatiq.Worker(actor.broker, **extra)
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
     _common.announce_ready()
     w.start()
-    stop.wait()
-    w.stop(timeout=5000)
+    threading.Event().wait()  # the worker threads run until the side kills this process
 
 
 if __name__ == "__main__":

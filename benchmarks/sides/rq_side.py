@@ -25,7 +25,7 @@ def _queue(args: argparse.Namespace) -> Queue:
 
 def enqueue(args: argparse.Namespace) -> dict[str, object]:
     q = _queue(args)
-    for _ in range(100):
+    for _ in range(_common.ENQUEUE_WARMUP):
         q.enqueue(TASKS[args.task])
     start = time.perf_counter()
     for _ in range(args.n):
@@ -39,7 +39,7 @@ def _bulk(q: Queue, task: str, n: int) -> None:
 
 def enqueue_bulk(args: argparse.Namespace) -> dict[str, object]:
     q = _queue(args)
-    _bulk(q, TASKS[args.task], 100)
+    _bulk(q, TASKS[args.task], _common.ENQUEUE_WARMUP)
     start = time.perf_counter()
     _bulk(q, TASKS[args.task], args.n)
     return {"n": args.n, "seconds": time.perf_counter() - start}
@@ -71,12 +71,12 @@ def latency(args: argparse.Namespace) -> dict[str, object]:
     worker = _common.WorkerProcess(__file__, _common.worker_args(args, "default"))
     try:
         samples = []
-        for i in range(args.n + 5):
+        for i in range(args.n + _common.LATENCY_WARMUP):
             start = time.perf_counter()
             job = q.enqueue(TASKS[args.task])
             if job.latest_result(timeout=5) is None:
                 raise TimeoutError(f"no result for job {job.id}")
-            if i >= 5:  # the first few warm the worker and the connection
+            if i >= _common.LATENCY_WARMUP:
                 samples.append(time.perf_counter() - start)
         return _common.latency_result(samples)
     finally:

@@ -37,7 +37,7 @@ async def _queue(args: argparse.Namespace) -> RedisQueue:
 
 async def enqueue(args: argparse.Namespace) -> dict[str, object]:
     queue = await _queue(args)
-    for _ in range(100):
+    for _ in range(_common.ENQUEUE_WARMUP):
         await queue.enqueue(args.task)
     start = time.perf_counter()
     for _ in range(args.n):
@@ -98,10 +98,10 @@ async def latency(args: argparse.Namespace) -> dict[str, object]:
     worker = _common.WorkerProcess(__file__, _common.worker_args(args, "default"))
     try:
         samples = []
-        for i in range(args.n + 5):
+        for i in range(args.n + _common.LATENCY_WARMUP):
             start = time.perf_counter()
             await _apply(queue, args.task, f"latency-{i}")
-            if i >= 5:
+            if i >= _common.LATENCY_WARMUP:
                 samples.append(time.perf_counter() - start)
         return _common.latency_result(samples)
     finally:
