@@ -23,6 +23,7 @@ from .execution import (
     import_function,
 )
 from .job import DEFAULT_FAILURE_TTL, DEFAULT_RESULT_TTL, Job, JobStatus, now_ts
+from .serializer import MsgpackSerializer
 
 if TYPE_CHECKING:
     from .queue import EnqueueData, Queue
@@ -60,13 +61,19 @@ async def run_eagerly(queue: Queue, data: EnqueueData) -> Job:
             now_ts(),
             DEFAULT_RESULT_TTL,
             DEFAULT_FAILURE_TTL,
-            data.job_id,
-            uuid.uuid4().hex,
-            queue.name,
-            status,
-            payload,
-            repr(started_at),
-            repr(now - started_at),
+            MsgpackSerializer.dumps(
+                [
+                    [
+                        data.job_id,
+                        uuid.uuid4().hex,
+                        queue.name,
+                        status,
+                        payload,
+                        repr(started_at),
+                        repr(now - started_at),
+                    ]
+                ]
+            ),
         ],
     )
     try:

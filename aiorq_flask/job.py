@@ -345,14 +345,18 @@ class Job:
         seconds for the first one.
         """
         stream = keys.results(self.id)
-        entries: list[Any] = await self.connection.xrevrange(stream, count=1)  # type: ignore[assignment]
+        if timeout <= 0:
+            entries: list[Any] = await self.connection.xrevrange(stream, count=1)  # type: ignore[assignment]
+            return Result.from_entry(*entries[0]) if entries else None
+        # From 0-0, XREAD answers at once with every entry (about ten at most) if there is
+        # one, else blocks for the first: one round trip either way.
         deadline = time.monotonic() + timeout
-        while not entries and (left := deadline - time.monotonic()) > 0:
-            wait = block_slice(self.connection, left)
-            block = max(1, math.ceil(wait * 1000))  # BLOCK 0 would wait forever
+        while (left := deadline - time.monotonic()) > 0:
+            block = max(1, math.ceil(block_slice(self.connection, left) * 1000))  # 0: forever
             reply: Any = await self.connection.xread({stream: "0-0"}, block=block)
-            entries = reply[0][1][-1:] if reply else []
-        return Result.from_entry(*entries[0]) if entries else None
+            if reply:
+                return Result.from_entry(*reply[0][1][-1])
+        return None
 
     async def results(self) -> list[Result]:
         """Every recorded outcome, newest first (the stream keeps about ten)."""

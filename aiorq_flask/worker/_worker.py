@@ -54,6 +54,7 @@ from ..job import (
     now_ts,
     parse_timeout,
 )
+from ..serializer import MsgpackSerializer
 
 if TYPE_CHECKING:
     from .._extension import AppState
@@ -293,6 +294,7 @@ class Worker:
 
     async def _fetch_loop(self, burst: bool) -> None:
         backoff = Backoff()
+        drained = False  # the last claim took fewer jobs than it had room for
         while not self._reached_max_jobs():
             room = self.concurrency - self._active
             if self.max_jobs is not None:
@@ -302,6 +304,10 @@ class Worker:
                 await self._room.wait()
                 continue
             try:
+                if drained and not burst:
+                    # The queues were empty a moment ago: wait (returns at once if a job
+                    # came meanwhile) rather than spend a round trip on another claim.
+                    await self._wait_for_jobs()
                 with anyio.CancelScope(shield=True):  # a claim in flight must be seen
                     claimed = await self._claim(room)
                 if claimed is None:  # rq suspend
@@ -309,14 +315,12 @@ class Worker:
                         return
                     await anyio.sleep(1)
                     continue
-                if not claimed:
-                    if burst and not self._running:
+                drained = len(claimed) < room
+                if not claimed and burst:
+                    if not self._running:
                         return
-                    if burst:
-                        self._room = anyio.Event()
-                        await self._room.wait()
-                    else:
-                        await self._wait_for_jobs()
+                    self._room = anyio.Event()
+                    await self._room.wait()
             except REDIS_ERRORS as error:
                 await backoff.wait(f"fetching jobs failed: {error!r}")
                 continue
@@ -496,18 +500,26 @@ class Worker:
     async def _record(self, batch: list[Outcome]) -> None:
         now = time.time()
         ts = format_ts(_utc(now))
-        args: list[Any] = [self.name, repr(now), ts, self.result_ttl, self.failure_ttl]
-        for outcome in batch:
-            execution = outcome.execution
-            args += [
-                execution.job_id,
-                execution.exec_id,
-                execution.origin,
-                outcome.status,
-                outcome.payload,
-                repr(execution.started_at),
-                repr(max(now - execution.started_at, 0.0)),
+        executions = [
+            [
+                o.execution.job_id,
+                o.execution.exec_id,
+                o.execution.origin,
+                o.status,
+                o.payload,
+                repr(o.execution.started_at),
+                repr(max(now - o.execution.started_at, 0.0)),
             ]
+            for o in batch
+        ]
+        args = [
+            self.name,
+            repr(now),
+            ts,
+            self.result_ttl,
+            self.failure_ttl,
+            MsgpackSerializer.dumps(executions),
+        ]
         results = await _scripts.FINISH(self.redis, [], args)
         for outcome, written in zip(batch, results, strict=True):
             execution = outcome.execution
