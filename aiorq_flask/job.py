@@ -117,11 +117,12 @@ class Result:
 
 def format_ts(moment: datetime) -> str:
     """rq's timestamp text: UTC, six fractional digits, a literal ``Z``."""
-    return moment.astimezone(timezone.utc).strftime(_TS_FORMAT)
+    utc = moment.astimezone(timezone.utc).replace(tzinfo=None)
+    return utc.isoformat(timespec="microseconds") + "Z"  # strftime, 4x slower, is on hot paths
 
 
 def now_ts() -> str:
-    return datetime.now(timezone.utc).strftime(_TS_FORMAT)
+    return format_ts(datetime.now(timezone.utc))
 
 
 def parse_ts(value: bytes | str | None) -> datetime | None:
