@@ -509,3 +509,35 @@ async def test_retried_job_that_fails_once_ends_finished_after_one_retry(
     assert sync_redis.hget(f"rq:job:{job.id}", "retries_left") == b"1"
     assert sync_redis.xlen(f"rq:results:{job.id}") == 1
     assert latest_result(sync_redis, job.id).return_value == 2
+
+
+# -- claiming ahead (prefetch) -------------------------------------------------------------
+
+
+async def test_jobs_claimed_ahead_never_run_beyond_the_concurrency(
+    quart_rq: AsyncRQ, sync_redis: redis.Redis, redis_url: str
+) -> None:
+    worker = quart_rq.make_worker(concurrency=2, prefetch=3)
+    jobs = [
+        await quart_rq.queue.enqueue("tests.worker_jobs.count_overlap", redis_url, "c", 0.05)
+        for _ in range(10)
+    ]
+
+    await burst(worker)
+
+    assert sync_redis.get("c:peak") == b"2"
+    assert statuses(sync_redis, [job.id for job in jobs]) == ["finished"] * 10
+
+
+async def test_stop_puts_jobs_claimed_ahead_back_on_their_queue(
+    quart_rq: AsyncRQ, sync_redis: redis.Redis
+) -> None:
+    worker = quart_rq.make_worker(concurrency=2, prefetch=3, grace_period=0)
+    jobs = [await quart_rq.queue.enqueue("tests.tasks.async_sleep", 30) for _ in range(5)]
+    async with serving(worker, sync_redis):
+        await async_wait_until(lambda: sync_redis.llen("rq:queue:default") == 0)
+
+    ids = {job.id.encode() for job in jobs}
+    assert set(sync_redis.lrange("rq:queue:default", 0, -1)) == ids
+    assert statuses(sync_redis, [job.id for job in jobs]) == ["queued"] * 5
+    assert sync_redis.zcard("rq:wip:default") == 0

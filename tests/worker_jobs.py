@@ -66,3 +66,20 @@ def fail_once(url: str, key: str) -> int:
     if attempt == 1:
         raise RuntimeError("first attempt fails on purpose")
     return attempt
+
+
+async def count_overlap(url: str, key: str, seconds: float) -> int:
+    """Track how many of these jobs run at once: ``<key>:now`` while running, the highest
+    count in ``<key>:peak``."""
+    async with redis.asyncio.Redis.from_url(url) as client:
+        now = await client.incr(f"{key}:now")
+        await client.eval(
+            "if tonumber(redis.call('GET', KEYS[1]) or 0) < tonumber(ARGV[1]) then "
+            "redis.call('SET', KEYS[1], ARGV[1]) end",
+            1,
+            f"{key}:peak",
+            now,
+        )
+        await asyncio.sleep(seconds)  # job body
+        await client.decr(f"{key}:now")
+    return int(now)

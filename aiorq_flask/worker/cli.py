@@ -64,6 +64,9 @@ def add_worker_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--concurrency", type=int, default=10, help="jobs running at once")
     parser.add_argument("--burst", action="store_true", help="exit once the queues are empty")
     parser.add_argument("--max-jobs", type=int, help="exit after this many jobs")
+    parser.add_argument(
+        "--prefetch", type=int, help="jobs claimed ahead of free slots (default: concurrency/10)"
+    )
     parser.add_argument("--name", help="worker name (default: a random hex id)")
     parser.add_argument("--heartbeat", type=float, default=10.0, help="seconds between heartbeats")
     parser.add_argument(
@@ -86,6 +89,7 @@ def run_worker(app: Any, options: argparse.Namespace) -> None:
         concurrency=options.concurrency,
         name=options.name,
         max_jobs=options.max_jobs,
+        prefetch=options.prefetch,
         heartbeat=options.heartbeat,
         grace_period=options.grace_period,
     )
