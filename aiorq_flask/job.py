@@ -125,6 +125,11 @@ def now_ts() -> str:
     return format_ts(datetime.now(timezone.utc))
 
 
+def epoch_ts(epoch: float) -> str:
+    """``format_ts`` of a ``time.time()`` value."""
+    return format_ts(datetime.fromtimestamp(epoch, timezone.utc))
+
+
 def parse_ts(value: bytes | str | None) -> datetime | None:
     """An aware UTC datetime from rq's timestamp text; ``None`` for empty or missing."""
     if not value:

@@ -16,17 +16,11 @@ import asyncio
 import collections
 import json
 import logging
-import math
-import os
 import signal
-import socket
-import sys
 import threading
 import time
 import uuid
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -51,19 +45,18 @@ from ..job import (
     DEFAULT_RESULT_TTL,
     Job,
     decode_data,
-    format_ts,
-    now_ts,
+    epoch_ts,
     parse_timeout,
 )
 from ..serializer import MsgpackSerializer
+from . import _bookkeeping
+from ._loops import REDIS_ERRORS, Backoff, every
 
 if TYPE_CHECKING:
     from .._extension import AppState
 
 log = logging.getLogger("aiorq_flask.worker")
 
-VERSION = "0.1.0"
-REDIS_ERRORS = (redis.ConnectionError, redis.TimeoutError, OSError)
 PEEK_SECONDS = 2.0  # how long one idle wait blocks before the fetch loop looks again
 
 
@@ -138,7 +131,7 @@ class Worker:
         self.grace_period = grace_period
         self.result_ttl = result_ttl
         self.failure_ttl = failure_ttl
-        self.wip_ttl = math.ceil(heartbeat * 1.5)
+        self.wip_ttl = _bookkeeping.wip_ttl(heartbeat)
         self._pools = state.pools
         self._queue_keys = [keys.queue(q) for q in self.queues]
         self._running: dict[str, Execution] = {}
@@ -169,7 +162,7 @@ class Worker:
         self._idle = anyio.Event()
         self._ended_event = anyio.Event()
         self._fetch_scope = anyio.CancelScope()
-        await self._register()
+        await _bookkeeping.register(self.redis, self.name, self.queues, self.heartbeat)
         log.info(
             "worker %s serving %s on %r", self.name, ", ".join(self.queues), self.connection_name
         )
@@ -186,7 +179,7 @@ class Worker:
                 upkeep.cancel_scope.cancel()
         finally:
             with anyio.CancelScope(shield=True):
-                await self._deregister()
+                await _bookkeeping.deregister(self.redis, self.name, self.queues)
         log.info("worker %s stopped after %d jobs", self.name, self.processed)
 
     def request_stop(self) -> None:
@@ -199,9 +192,9 @@ class Worker:
         self._fetch_scope.cancel()
 
     def _start_upkeep(self, group: TaskGroup) -> None:
-        group.start_soon(self._every, self.heartbeat, self._send_heartbeat)
-        group.start_soon(self._every, self.heartbeat / 2, self._sweep)
-        group.start_soon(self._every, 1.0, self._schedule)
+        group.start_soon(every, self.heartbeat, self._send_heartbeat)
+        group.start_soon(every, self.heartbeat / 2, self._sweep)
+        group.start_soon(every, 1.0, self._schedule)
         group.start_soon(self._listen_for_commands)
         if threading.current_thread() is threading.main_thread():
             group.start_soon(self._handle_signals)
@@ -240,69 +233,6 @@ class Worker:
             async for signum in signals:
                 log.info("received %s", signal.Signals(signum).name)
                 self.request_stop()
-
-    # -- registration (spec §5.4, §5.13) ------------------------------------------------
-
-    async def _register(self) -> None:
-        client = self.redis
-        worker_key = keys.worker(self.name)
-        existing = await client.hgetall(worker_key)
-        if existing and b"death" not in existing:
-            raise RuntimeError(f"a live worker named {self.name!r} already exists")
-        now = now_ts()
-        async with client.pipeline(transaction=True) as pipe:
-            pipe.delete(worker_key)
-            pipe.hset(
-                worker_key,
-                mapping={
-                    "birth": now,
-                    "last_heartbeat": now,
-                    "queues": ",".join(self.queues),
-                    "pid": os.getpid(),
-                    "hostname": socket.gethostname(),
-                    "ip_address": "",
-                    "version": VERSION,
-                    "python_version": sys.version.split()[0],
-                    "state": "idle",
-                },
-            )
-            pipe.sadd(keys.WORKERS, worker_key)
-            for queue in self.queues:
-                pipe.sadd(keys.workers_on(queue), worker_key)
-            pipe.expire(worker_key, self._worker_key_ttl)
-            pipe.hset(
-                keys.scheduler(self.name),
-                mapping={
-                    "name": self.name,
-                    "hostname": socket.gethostname(),
-                    "pid": os.getpid(),
-                    "queues": ",".join(self.queues),
-                    "created_at": now,
-                    "last_heartbeat": now,
-                },
-            )
-            pipe.expire(keys.scheduler(self.name), 61)
-            await pipe.execute()
-
-    @property
-    def _worker_key_ttl(self) -> int:
-        return math.ceil(self.heartbeat * 3)
-
-    async def _deregister(self) -> None:
-        try:
-            client = self.redis
-            worker_key = keys.worker(self.name)
-            await _scripts.RELEASE_LOCKS(client, [], [self.name, *self.queues])
-            async with client.pipeline(transaction=True) as pipe:
-                pipe.srem(keys.WORKERS, worker_key)
-                for queue in self.queues:
-                    pipe.srem(keys.workers_on(queue), worker_key)
-                pipe.hset(worker_key, "death", now_ts())
-                pipe.expire(worker_key, 60)
-                pipe.delete(keys.worker_executions(self.name), keys.scheduler(self.name))
-                await pipe.execute()
-        except REDIS_ERRORS as error:
-            log.warning("could not deregister worker %s: %s", self.name, error)
 
     # -- fetching ------------------------------------------------------------------------
 
@@ -360,7 +290,7 @@ class Worker:
         """Claim up to ``room`` jobs; None while rq's suspend flag is set."""
         now = time.time()
         exec_prefix = uuid.uuid4().hex[:24]
-        args = [self.name, room, repr(now), format_ts(_utc(now)), self.wip_ttl, exec_prefix]
+        args = [self.name, room, repr(now), epoch_ts(now), self.wip_ttl, exec_prefix]
         replies = await _scripts.CLAIM(self.redis, self._queue_keys, args)
         if replies == -1:
             return None
@@ -530,7 +460,7 @@ class Worker:
 
     async def _record(self, batch: list[Outcome]) -> None:
         now = time.time()
-        ts = format_ts(_utc(now))
+        ts = epoch_ts(now)
         executions = [
             [
                 o.execution.job_id,
@@ -563,43 +493,18 @@ class Worker:
 
     # -- upkeep --------------------------------------------------------------------------------
 
-    async def _every(self, interval: float, step: Callable[[], Awaitable[None]]) -> None:
-        """Run ``step`` now and then every ``interval`` seconds; log failures, carry on."""
-        while True:
-            try:
-                await step()
-            except REDIS_ERRORS as error:
-                log.warning("%s failed: %r", step.__name__, error)
-            except Exception:
-                log.exception("%s failed", step.__name__)
-            await anyio.sleep(interval)
-
     async def _send_heartbeat(self) -> None:
-        now = time.time()
-        args: list[Any] = [
-            self.name,
-            repr(now),
-            format_ts(_utc(now)),
-            self.wip_ttl,
-            self._worker_key_ttl,
-            "busy" if self._running else "idle",
-        ]
-        for execution in list(self._running.values()):
-            args += [execution.job_id, execution.exec_id, execution.origin]
-        await _scripts.HEARTBEAT(self.redis, [], args)
+        busy = bool(self._running)
+        running = list(self._running.values())
+        await _bookkeeping.heartbeat(self.redis, self.name, running, self.heartbeat, busy)
 
     async def _sweep(self) -> None:
-        now = time.time()
-        text = f"Moved to FailedJobRegistry, due to AbandonedJobError, at {_utc(now)}"
-        args = [repr(now), format_ts(_utc(now)), encode_exc_string(text), self.failure_ttl, 100]
-        requeued, failed = await _scripts.SWEEP(self.redis, [], [*args, *self.queues])
+        requeued, failed = await _bookkeeping.sweep(self.redis, self.queues, self.failure_ttl)
         if requeued or failed:
             log.warning("rescued jobs of dead workers: %d requeued, %d failed", requeued, failed)
 
     async def _schedule(self) -> None:
-        now = time.time()
-        args = [self.name, int(now), format_ts(_utc(now)), 61, *self.queues]
-        moved = await _scripts.SCHEDULE(self.redis, [], args)
+        moved = await _bookkeeping.schedule(self.redis, self.name, self.queues)
         if moved:
             log.info("scheduler moved %d due jobs onto their queues", moved)
 
@@ -636,22 +541,3 @@ class Worker:
                     and command.get("execution_id", execution.exec_id) == execution.exec_id
                 ):
                     self._cancel(execution, "stopped")
-
-
-class Backoff:
-    """Exponential wait between reconnection attempts: 0.1 s doubling up to 5 s."""
-
-    def __init__(self) -> None:
-        self.delay = 0.1
-
-    def reset(self) -> None:
-        self.delay = 0.1
-
-    async def wait(self, reason: str) -> None:
-        log.warning("%s; retrying in %.1fs", reason, self.delay)
-        await anyio.sleep(self.delay)
-        self.delay = min(self.delay * 2, 5.0)
-
-
-def _utc(epoch: float) -> datetime:
-    return datetime.fromtimestamp(epoch, timezone.utc)
