@@ -11,7 +11,7 @@ import sys
 import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeVar, overload
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, overload
 
 from ._config import Plan, plan_from_config
 from ._connections import ConnectionPools
@@ -21,8 +21,6 @@ from .queue import Queue
 if TYPE_CHECKING:
     from .worker import Worker
 
-from typing import ParamSpec
-
 P = ParamSpec("P")
 R = TypeVar("R")
 
@@ -31,12 +29,20 @@ EXTENSION_KEY = "aiorq"
 
 @dataclass
 class AppState:
-    """What ``init_app`` built for one app: the plan, its pools and its queues."""
+    """What ``init_app`` built for one app: the plan, its pools and its queues.
 
-    app: Any
+    It holds its app weakly: the state is the value of a ``WeakKeyDictionary`` keyed by
+    that app, and a strong reference would keep the app alive forever.
+    """
+
+    app_ref: weakref.ref[Any]
     plan: Plan
     pools: ConnectionPools
     queues: dict[str, Queue]
+
+    @property
+    def app(self) -> Any:
+        return self.app_ref()
 
     def get_queue(self, name: str) -> Queue:
         try:
@@ -82,10 +88,10 @@ class AsyncRQ:
         pools = ConnectionPools(plan.connections, plan.client_class)
         eager = _is_eager(plan, app)
         queues = {
-            name: Queue(name, plan.queue_connections[name], pools, eager=eager, app=app)
+            name: Queue(name, plan.queue_connections[name], pools, eager=eager)
             for name in plan.queues
         }
-        self._states[app] = AppState(app, plan, pools, queues)
+        self._states[app] = AppState(weakref.ref(app), plan, pools, queues)
         app.extensions[EXTENSION_KEY] = self
         if hasattr(app, "after_serving"):  # Quart: close the serving loop's pools with it
             app.after_serving(pools.aclose)

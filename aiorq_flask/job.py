@@ -36,7 +36,6 @@ DEFAULT_TIMEOUT = 180
 DEFAULT_RESULT_TTL = 500
 DEFAULT_FAILURE_TTL = 31_536_000
 DEFAULT_CALLBACK_TIMEOUT = 60
-RESULTS_MAXLEN = 10
 
 _JOB_ID = re.compile(r"[A-Za-z0-9_-]+")
 _TS_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
@@ -207,15 +206,19 @@ def _int(value: bytes | None) -> int | None:
     return int(value) if value else None
 
 
-def parse_timeout(value: bytes | None) -> int:
-    """rq's ``timeout`` field: integer seconds, or ``30s``/``10m``/``1h``/``2d``."""
-    if not value:
-        return DEFAULT_TIMEOUT
-    text = value.decode()
-    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-    if text[-1:] in units:
-        return int(text[:-1]) * units[text[-1]]
+DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(text: str) -> int:
+    """rq's durations: integer seconds, or ``30s``/``10m``/``1h``/``2d``; ``ValueError``."""
+    if text[-1:] in DURATION_UNITS:
+        return int(text[:-1]) * DURATION_UNITS[text[-1]]
     return int(text)
+
+
+def parse_timeout(value: bytes | None) -> int:
+    """rq's ``timeout`` field; missing means rq's default."""
+    return parse_duration(value.decode()) if value else DEFAULT_TIMEOUT
 
 
 @dataclass(eq=False)

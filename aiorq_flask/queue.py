@@ -26,12 +26,14 @@ from .errors import InvalidJobError, NoSuchJobError
 from .job import (
     DEFAULT_CALLBACK_TIMEOUT,
     DEFAULT_TIMEOUT,
+    DURATION_UNITS,
     Job,
     JobStatus,
     Retry,
     describe_call,
     encode_data,
     format_ts,
+    parse_duration,
     validate_job_id,
 )
 from .serializer import MsgpackSerializer
@@ -56,8 +58,6 @@ ENQUEUE_OPTIONS = frozenset(
         "on_stopped",
     }
 )
-
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
 def function_path(func: Any) -> str:
@@ -96,8 +96,8 @@ def _seconds(name: str, value: Any, allow_none_as: int | None = None) -> int | N
         return allow_none_as
     if isinstance(value, timedelta):
         return int(value.total_seconds())
-    if isinstance(value, str) and value[-1:] in _UNITS and value[:-1].isdigit():
-        return int(value[:-1]) * _UNITS[value[-1]]
+    if isinstance(value, str) and value[-1:] in DURATION_UNITS and value[:-1].isdigit():
+        return parse_duration(value)
     if isinstance(value, int) and not isinstance(value, bool):
         return value
     if isinstance(value, float) and value.is_integer():
@@ -173,14 +173,12 @@ class Queue:
         pools: ConnectionPools,
         *,
         eager: bool = False,
-        app: Any = None,
     ) -> None:
         self.name = name
         self.key = keys.queue(name)
         self.connection_name = connection_name
         self.eager = eager
         self._pools = pools
-        self._app = app
 
     def __repr__(self) -> str:
         return f"<Queue {self.name!r} on connection {self.connection_name!r}>"

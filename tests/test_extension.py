@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import gc
+import weakref
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 from urllib.parse import urlsplit
@@ -211,7 +213,8 @@ def test_accessors_raise_runtime_error_outside_an_app_context(
 async def test_accessors_raise_runtime_error_when_the_current_app_is_not_registered(
     make_app: AppFactory, accessor: str
 ) -> None:
-    rq = AsyncRQ(make_app("registered"))
+    registered = make_app("registered")  # held: the extension keeps its apps weakly
+    rq = AsyncRQ(registered)
     stranger = make_app("stranger")
 
     async with app_context(stranger):
@@ -321,3 +324,15 @@ async def test_queue_connection_is_an_asyncio_client_of_the_configured_server(
 def with_db(url: str, db: int) -> str:
     """``url`` pointing at database ``db`` of the same server."""
     return urlsplit(url)._replace(path=f"/{db}").geturl()
+
+
+def test_a_dropped_app_is_not_kept_alive_by_the_extension() -> None:
+    rq = AsyncRQ()
+    app = Quart(__name__)
+    rq.init_app(app)
+    app_ref = weakref.ref(app)
+
+    del app
+    gc.collect()
+
+    assert app_ref() is None
