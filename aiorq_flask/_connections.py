@@ -55,7 +55,7 @@ def block_slice(client: Redis, seconds: float) -> float:
     """
     read_timeout = client.connection_pool.connection_kwargs.get("socket_timeout")
     if read_timeout:
-        seconds = min(seconds, read_timeout * 0.8)
+        seconds = min(seconds, read_timeout / 2)  # half: room for a slow reply
     return max(seconds, 0.001)
 
 

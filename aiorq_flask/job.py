@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
+import redis
 from redis.asyncio import Redis
 
 from . import keys
@@ -362,7 +363,10 @@ class Job:
         deadline = time.monotonic() + timeout
         while (left := deadline - time.monotonic()) > 0:
             block = max(1, math.ceil(block_slice(self.connection, left) * 1000))  # 0: forever
-            reply: Any = await self.connection.xread({stream: "0-0"}, block=block)
+            try:
+                reply: Any = await self.connection.xread({stream: "0-0"}, block=block)
+            except redis.TimeoutError:
+                continue  # a slow reply to a read-only wait: just wait again
             if reply:
                 return Result.from_entry(*reply[0][1][-1])
         return None

@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timezone
 from typing import TypeVar
 
 import pytest
 import redis
 import rq.job
+from quart import Quart
 from rq.job import Job as RQJob
 
 from aiorq_flask import (
@@ -30,6 +31,7 @@ from aiorq_flask import (
 )
 
 from . import tasks
+from .redis_server import RedisServer
 
 T = TypeVar("T")
 
@@ -455,3 +457,20 @@ async def test_requeue_of_a_queued_job_raises_invalid_job_operation(queue: Queue
 
     with pytest.raises(InvalidJobOperation, match="queued"):
         await job.requeue()
+
+
+async def test_latest_result_waits_longer_than_the_clients_socket_timeout(
+    make_quart_app: Callable[..., Quart], redis_server: RedisServer | None, redis_url: str
+) -> None:
+    host, port = redis_url.split("//", 1)[1].split("/", 1)[0].split(":")
+    app = make_quart_app(RQ_CONNECTION={"host": host, "port": int(port), "socket_timeout": 0.1})
+    rq = AsyncRQ(app)
+    async with app.app_context():
+        job = await rq.queue.enqueue(tasks.add, 1, 2)
+        started = time.monotonic()
+
+        result = await within(5, job.latest_result(timeout=0.5))
+
+        assert result is None
+        assert time.monotonic() - started >= 0.5
+        await rq.state().pools.aclose()
