@@ -203,7 +203,9 @@ class Worker:
         """Put back jobs claimed ahead; wait for running jobs up to the grace period, then
         cancel and put back the rest."""
         while self._ready and self._stopping:
-            self._ended.append(Outcome(self._ready.popleft(), "requeue"))
+            execution = self._ready.popleft()
+            execution.cancel_reason = execution.cancel_reason or "requeue"
+            self._ended.append(await self._cancelled(execution))
             self._ended_event.set()
         if self._running and self._stopping:
             log.info("waiting up to %gs for %d running jobs", self.grace_period, len(self._running))
