@@ -1,9 +1,10 @@
-"""``Queue``: enqueue jobs in RQ's format, one MULTI round trip per call.
+"""``Queue``: enqueue jobs in RQ's format, one round trip per call.
 
-Stock rq sends two round trips per enqueue (spec §8.3); here the hash, ``SADD rq:queues``
-and the push share one MULTI, and ``enqueue_many`` puts any number of jobs in one. The
-hash is always written in the same transaction as the push, so a worker can never pop
-an id whose hash is not there yet (spec §7).
+Stock rq sends two round trips per enqueue (spec §8.3); here ``scripts/enqueue.lua``
+writes the hash, ``SADD rq:queues`` and the push in one atomic call, and ``enqueue_many``
+puts any number of those calls in one MULTI. The hash is always written in the same
+atomic step as the push, so a worker can never pop an id whose hash is not there yet
+(spec §7).
 """
 
 from __future__ import annotations
