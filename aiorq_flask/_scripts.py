@@ -41,33 +41,6 @@ class Script:
         pipe.evalsha(self.sha, len(keys), *keys, *args)
 
 
-Call = tuple[Script, list[str], list[Any]]
-
-
-async def run_batch(client: Redis, calls: list[Call]) -> list[Any]:
-    """Run many script calls in one round trip (a plain pipeline, not a transaction).
-
-    Each call is atomic on its own. A call answered ``NOSCRIPT`` wrote nothing, so only
-    those calls are sent again after loading their scripts. Any other error is raised
-    after the batch ran.
-    """
-    async with client.pipeline(transaction=False) as pipe:
-        for script, keys, args in calls:
-            pipe.evalsha(script.sha, len(keys), *keys, *args)
-        results: list[Any] = await pipe.execute(raise_on_error=False)
-    missing = [i for i, r in enumerate(results) if isinstance(r, NoScriptError)]
-    if missing:
-        for script in {calls[i][0] for i in missing}:
-            await client.script_load(script.source)
-        retried = await run_batch(client, [calls[i] for i in missing])
-        for i, result in zip(missing, retried, strict=True):
-            results[i] = result
-    for result in results:
-        if isinstance(result, Exception):
-            raise result
-    return results
-
-
 ENQUEUE = Script("enqueue")
 CLAIM = Script("claim")
 FINISH = Script("finish")
