@@ -1,0 +1,36 @@
+"""The public surface changes only on purpose: this test names it."""
+
+from __future__ import annotations
+
+import aiorq_flask
+import aiorq_flask.worker
+
+
+def test_package_exports_exactly_the_public_names() -> None:
+    assert sorted(aiorq_flask.__all__) == [
+        "AsyncRQ",
+        "ConfigError",
+        "DeserializationError",
+        "EnqueueData",
+        "InvalidJobError",
+        "InvalidJobOperation",
+        "Job",
+        "JobStatus",
+        "JobWrapper",
+        "MsgpackSerializer",
+        "NoSuchJobError",
+        "Queue",
+        "Result",
+        "ResultType",
+        "Retry",
+        "SerializationError",
+    ]
+
+
+def test_every_exported_name_exists() -> None:
+    for name in aiorq_flask.__all__:
+        assert hasattr(aiorq_flask, name), name
+
+
+def test_worker_package_exports_the_worker() -> None:
+    assert aiorq_flask.worker.__all__ == ["Worker"]
