@@ -11,6 +11,7 @@ from .errors import (
     DeserializationError,
     InvalidJobError,
     InvalidJobOperation,
+    JobTimeoutError,
     NoSuchJobError,
     SerializationError,
 )
@@ -27,6 +28,7 @@ __all__ = [
     "InvalidJobOperation",
     "Job",
     "JobStatus",
+    "JobTimeoutError",
     "JobWrapper",
     "MsgpackSerializer",
     "NoSuchJobError",

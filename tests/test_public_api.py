@@ -16,6 +16,7 @@ def test_package_exports_exactly_the_public_names() -> None:
         "InvalidJobOperation",
         "Job",
         "JobStatus",
+        "JobTimeoutError",
         "JobWrapper",
         "MsgpackSerializer",
         "NoSuchJobError",
