@@ -541,3 +541,14 @@ async def test_stop_puts_jobs_claimed_ahead_back_on_their_queue(
     assert set(sync_redis.lrange("rq:queue:default", 0, -1)) == ids
     assert statuses(sync_redis, [job.id for job in jobs]) == ["queued"] * 5
     assert sync_redis.zcard("rq:wip:default") == 0
+
+
+async def test_worker_state_is_idle_once_its_jobs_are_recorded(
+    quart_rq: AsyncRQ, sync_redis: redis.Redis
+) -> None:
+    worker = quart_rq.make_worker()
+    async with serving(worker, sync_redis):
+        job = await quart_rq.queue.enqueue("tests.tasks.add", 1, 2)
+        await async_wait_until(lambda: status(sync_redis, job.id) == "finished")
+
+        assert sync_redis.hget(f"rq:worker:{worker.name}", "state") == b"idle"

@@ -167,4 +167,7 @@ local written = {}
 for _, e in ipairs(cmsgpack.unpack(ARGV[6])) do
   written[#written + 1] = finish(e[1], e[2], e[3], e[4], e[5], e[6], e[7])
 end
+if worker ~= '' and redis.call('SCARD', worker_key .. ':executions') == 0 then
+  redis.call('HSET', worker_key, 'state', 'idle')  -- as rq does after its job
+end
 return written
