@@ -20,7 +20,7 @@ import redis
 from redis.asyncio import Redis
 from redis.asyncio.connection import parse_url
 
-from aiorq_flask.errors import ConfigError
+from .errors import ConfigError
 
 __all__ = ["DEFAULT_URL", "ConnectionSpec", "Plan", "plan_from_config"]
 
