@@ -3,13 +3,14 @@
 -- claimed id is never held only in a worker's memory (spec §5.5, A and B merged).
 -- ARGV: worker name, max jobs, now (float), now (rq ts), wip ttl, execution id prefix
 -- (24 random hex digits; the claim's index completes each 32-digit execution id).
--- Returns {id, execution id, data, timeout, callback names...} per claimed job (see FIELDS);
+-- Returns {id, execution id, origin, {data, timeout, callback names}} per claimed job;
 -- data is false when the hash is gone or has no data (the worker fails such ids).
 -- Returns -1 and claims nothing while `rq suspend` is in force.
 local worker, max = ARGV[1], tonumber(ARGV[2])
 local now, ts, ttl = tonumber(ARGV[3]), ARGV[4], tonumber(ARGV[5])
+-- What the worker needs to run a job (see FIELDS), read before the bookkeeping; origin last.
 local FIELDS = {'data', 'timeout', 'success_callback_name', 'failure_callback_name',
-  'stopped_callback_name'}
+  'stopped_callback_name', 'origin'}
 if redis.call('EXISTS', 'rq:suspended') == 1 then
   redis.call('HSET', 'rq:worker:' .. worker, 'state', 'suspended')
   return -1
@@ -23,9 +24,12 @@ for _, queue_key in ipairs(KEYS) do
     for _, id in ipairs(ids) do
       local exec = ARGV[6] .. string.format('%08x', #claimed)
       local job = 'rq:job:' .. id
-      local origin = redis.call('HGET', job, 'origin') or string.sub(queue_key, 10)
-      local fields = {}
-      if redis.call('HEXISTS', job, 'data') == 1 then
+      local fields = redis.call('HMGET', job, unpack(FIELDS))
+      local origin = fields[6] or string.sub(queue_key, 10)
+      fields[6] = nil
+      if not fields[1] then
+        fields = {}
+      else
         local member = id .. ':' .. exec
         local execution = 'rq:execution:' .. id .. ':' .. exec
         redis.call('HSET', execution, 'id', exec, 'job_id', id, 'created_at', ARGV[3],
@@ -38,7 +42,6 @@ for _, queue_key in ipairs(KEYS) do
         redis.call('HSET', job, 'status', 'started', 'started_at', ts, 'last_heartbeat', ts,
           'worker_name', worker)
         redis.call('PERSIST', job)
-        fields = redis.call('HMGET', job, unpack(FIELDS))
       end
       claimed[#claimed + 1] = {id, exec, origin, fields}
     end
