@@ -1,7 +1,10 @@
 """Every Redis key name aiorq_flask reads or writes, in one place.
 
 The names are RQ's own (``../shared/spec/rq-data-model.md`` §2), so stock rq tools see
-our queues, jobs, registries and workers. Nothing else in the package spells a key.
+our queues, jobs, registries and workers. Python code spells no key outside this module.
+The Lua scripts in ``scripts/`` build the keys they reach from a job id or a queue name
+inside the script (``rq:job:<id>``, ``rq:wip:<q>``, ``rq:execution:<id>:<exec>``, ...),
+since a script cannot call back here; they use the same names.
 """
 
 from __future__ import annotations
@@ -14,10 +17,6 @@ SUSPENDED = "rq:suspended"
 
 def queue(name: str) -> str:
     return f"rq:queue:{name}"
-
-
-def intermediate(name: str) -> str:
-    return f"rq:queue:{name}:intermediate"
 
 
 def job(job_id: str) -> str:
@@ -35,18 +34,6 @@ def dependencies(job_id: str) -> str:
 
 def results(job_id: str) -> str:
     return f"rq:results:{job_id}"
-
-
-def execution(job_id: str, execution_id: str) -> str:
-    return f"rq:execution:{job_id}:{execution_id}"
-
-
-def executions(job_id: str) -> str:
-    return f"rq:executions:{job_id}"
-
-
-def wip(name: str) -> str:
-    return f"rq:wip:{name}"
 
 
 def finished(name: str) -> str:
@@ -83,14 +70,6 @@ def worker_executions(name: str) -> str:
 
 def pubsub(worker_name: str) -> str:
     return f"rq:pubsub:{worker_name}"
-
-
-def clean_registries(queue_name: str) -> str:
-    return f"rq:clean_registries:{queue_name}"
-
-
-def scheduler_lock(queue_name: str) -> str:
-    return f"rq:scheduler-lock:{queue_name}"
 
 
 def scheduler(name: str) -> str:
