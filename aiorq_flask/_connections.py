@@ -19,6 +19,7 @@ from typing import Any
 from redis.asyncio import BlockingConnectionPool, Redis
 
 from ._config import ConnectionSpec
+from ._multiplexer import Multiplexer
 
 DEFAULT_MAX_CONNECTIONS = 50
 
@@ -69,6 +70,7 @@ class _LoopClients:
 
     def __init__(self) -> None:
         self.clients: dict[str, Redis] = {}
+        self.multiplexers: dict[str, Multiplexer] = {}
         self._closer: AsyncGenerator[None, None] | None = self._close_at_loop_end()
         # Start the generator by hand (it reaches its yield without awaiting): the first
         # step registers it with the running loop's shutdown_asyncgens.
@@ -79,12 +81,15 @@ class _LoopClients:
         try:
             yield
         finally:
-            while self.clients:  # a late user may have opened one while we closed
+            while self.clients or self.multiplexers:  # a late user may have opened one
                 await self.close()
             self._closer = None  # the finished generator holds its frame, and so its loop
 
     async def close(self) -> None:
         clients, self.clients = self.clients, {}
+        multiplexers, self.multiplexers = self.multiplexers, {}
+        for multiplexer in multiplexers.values():
+            await multiplexer.aclose()
         for client in clients.values():
             await client.aclose()
 
@@ -109,6 +114,23 @@ class ConnectionPools:
 
         Raises ``RuntimeError`` outside a running event loop (a pool needs one).
         """
+        clients = self._loop_clients()
+        client = clients.clients.get(connection)
+        if client is None:
+            client = make_client(self._specs[connection], self._client_class)
+            clients.clients[connection] = client
+        return client
+
+    def multiplexer(self, connection: str) -> Multiplexer:
+        """The running loop's shared connection for ``connection``'s script calls."""
+        clients = self._loop_clients()
+        multiplexer = clients.multiplexers.get(connection)
+        if multiplexer is None:
+            multiplexer = Multiplexer(self.client(connection))
+            clients.multiplexers[connection] = multiplexer
+        return multiplexer
+
+    def _loop_clients(self) -> _LoopClients:
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
@@ -119,11 +141,7 @@ class ConnectionPools:
         clients = self._loops.get(loop)
         if clients is None:
             clients = self._loops[loop] = _LoopClients()
-        client = clients.clients.get(connection)
-        if client is None:
-            client = make_client(self._specs[connection], self._client_class)
-            clients.clients[connection] = client
-        return client
+        return clients
 
     async def aclose(self) -> None:
         """Close every client opened on the running loop; later use opens new ones."""

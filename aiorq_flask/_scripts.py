@@ -12,13 +12,14 @@ import hashlib
 from importlib import resources
 from typing import Any
 
-from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 from redis.exceptions import NoScriptError
 
+from ._multiplexer import Multiplexer
+
 
 class Script:
-    """One Lua file, called with ``await script(client, keys, args)``, or queued in a
+    """One Lua file, called with ``await script(multiplexer, keys, args)``, or queued in a
     transaction with ``load_in`` then ``call_in`` (loading inside the MULTI means no call in
     it can meet ``NOSCRIPT``)."""
 
@@ -27,12 +28,12 @@ class Script:
         self.source = resources.files(__package__).joinpath(f"scripts/{name}.lua").read_text()
         self.sha = hashlib.sha1(self.source.encode()).hexdigest()
 
-    async def __call__(self, client: Redis, keys: list[str], args: list[Any]) -> Any:
+    async def __call__(self, redis: Multiplexer, keys: list[str], args: list[Any]) -> Any:
         try:
-            return await client.evalsha(self.sha, len(keys), *keys, *args)
+            return await redis.evalsha(self.sha, len(keys), *keys, *args)
         except NoScriptError:
-            await client.script_load(self.source)
-            return await client.evalsha(self.sha, len(keys), *keys, *args)
+            await redis.script_load(self.source)
+            return await redis.evalsha(self.sha, len(keys), *keys, *args)
 
     def load_in(self, pipe: Pipeline) -> None:
         pipe.script_load(self.source)

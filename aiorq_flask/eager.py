@@ -43,7 +43,7 @@ async def run_eagerly(queue: Queue, data: EnqueueData) -> Job:
             "last_heartbeat": started,
         },
     )
-    await _scripts.ENQUEUE(connection, *queue.write_args(data, JobStatus.STARTED))
+    await _scripts.ENQUEUE(queue.multiplexer, *queue.write_args(data, JobStatus.STARTED))
     started_at = time.time()
     try:
         func = import_function(data.func_name)
@@ -53,7 +53,7 @@ async def run_eagerly(queue: Queue, data: EnqueueData) -> Job:
         status, payload = "failed", encode_exc_string(format_exception(error))
     now = time.time()
     await _scripts.FINISH(
-        connection,
+        queue.multiplexer,
         [],
         [
             "",

@@ -21,6 +21,7 @@ from redis.asyncio import Redis
 from redis.typing import EncodableT
 
 from . import _scripts, keys
+from ._multiplexer import Multiplexer
 from .dependencies import enqueue_dependent
 from .eager import run_eagerly
 from .errors import InvalidJobError, NoSuchJobError
@@ -189,6 +190,11 @@ class Queue:
         """The ``redis.asyncio`` client of this queue's connection for the running loop."""
         return self._pools.client(self.connection_name)
 
+    @property
+    def multiplexer(self) -> Multiplexer:
+        """The running loop's shared connection that carries this queue's script calls."""
+        return self._pools.multiplexer(self.connection_name)
+
     # -- building jobs -------------------------------------------------------------
 
     def prepare_data(
@@ -337,7 +343,7 @@ class Queue:
         connection = self.connection
         if data.depends_on:
             return self._job(data, connection, await enqueue_dependent(self, data))
-        await _scripts.ENQUEUE(connection, *self.write_args(data))
+        await _scripts.ENQUEUE(self.multiplexer, *self.write_args(data))
         return self._job(data, connection, JobStatus.QUEUED)
 
     async def enqueue(self, f: Callable[..., Any] | str, *args: Any, **kwargs: Any) -> Job:
@@ -361,7 +367,7 @@ class Queue:
             when = when.replace(tzinfo=timezone.utc)
         connection = self.connection
         due = str(int(when.timestamp()))
-        await _scripts.ENQUEUE(connection, *self.write_args(data, JobStatus.SCHEDULED, due))
+        await _scripts.ENQUEUE(self.multiplexer, *self.write_args(data, JobStatus.SCHEDULED, due))
         return self._job(data, connection, JobStatus.SCHEDULED)
 
     async def enqueue_in(

@@ -20,6 +20,7 @@ from redis.asyncio import Redis
 from redis.typing import EncodableT, FieldT
 
 from .. import _scripts, keys
+from .._multiplexer import Multiplexer
 from ..execution import encode_exc_string
 from ..job import epoch_ts, now_ts
 
@@ -90,10 +91,12 @@ async def register(client: Redis, name: str, queues: Sequence[str], heartbeat: f
         await pipe.execute()
 
 
-async def deregister(client: Redis, name: str, queues: Sequence[str]) -> None:
+async def deregister(
+    client: Redis, multiplexer: Multiplexer, name: str, queues: Sequence[str]
+) -> None:
     """Record the worker's death, leave the worker sets, release its scheduler locks."""
     worker_key = keys.worker(name)
-    await _scripts.RELEASE_LOCKS(client, [], [name, *queues])
+    await _scripts.RELEASE_LOCKS(multiplexer, [], [name, *queues])
     async with client.pipeline(transaction=True) as pipe:
         pipe.srem(keys.WORKERS, worker_key)
         for queue in queues:
@@ -105,7 +108,7 @@ async def deregister(client: Redis, name: str, queues: Sequence[str]) -> None:
 
 
 async def heartbeat(
-    client: Redis, name: str, running: Sequence[Running], heartbeat: float, busy: bool
+    multiplexer: Multiplexer, name: str, running: Sequence[Running], heartbeat: float, busy: bool
 ) -> None:
     """Keep the worker key alive and push every running job's expiry forward."""
     now = time.time()
@@ -119,20 +122,22 @@ async def heartbeat(
     ]
     for execution in running:
         args += [execution.job_id, execution.exec_id, execution.origin]
-    await _scripts.HEARTBEAT(client, [], args)
+    await _scripts.HEARTBEAT(multiplexer, [], args)
 
 
-async def sweep(client: Redis, queues: Sequence[str], failure_ttl: int) -> tuple[int, int]:
+async def sweep(
+    multiplexer: Multiplexer, queues: Sequence[str], failure_ttl: int
+) -> tuple[int, int]:
     """Rescue the jobs of dead workers on ``queues``; return (requeued, failed)."""
     now = time.time()
     text = f"Moved to FailedJobRegistry, due to AbandonedJobError, at {epoch_ts(now)}"
     args = [repr(now), epoch_ts(now), encode_exc_string(text), failure_ttl, SWEEP_BATCH]
-    requeued, failed = await _scripts.SWEEP(client, [], [*args, *queues])
+    requeued, failed = await _scripts.SWEEP(multiplexer, [], [*args, *queues])
     return int(requeued), int(failed)
 
 
-async def schedule(client: Redis, name: str, queues: Sequence[str]) -> int:
+async def schedule(multiplexer: Multiplexer, name: str, queues: Sequence[str]) -> int:
     """One scheduler tick for ``queues``; return how many due jobs it moved."""
     now = time.time()
     args = [name, int(now), epoch_ts(now), SCHEDULER_LOCK_SECONDS, *queues]
-    return int(await _scripts.SCHEDULE(client, [], args))
+    return int(await _scripts.SCHEDULE(multiplexer, [], args))

@@ -30,6 +30,7 @@ from redis.asyncio import Redis
 
 from .. import _scripts, keys
 from .._connections import block_slice
+from .._multiplexer import Multiplexer
 from ..errors import ConfigError, InvalidJobError, JobTimeoutError
 from ..execution import (
     app_context,
@@ -152,6 +153,11 @@ class Worker:
     def redis(self) -> Redis:
         return self._pools.client(self.connection_name)
 
+    @property
+    def multiplexer(self) -> Multiplexer:
+        """The connection shared by the worker's script calls (claim, finish, upkeep)."""
+        return self._pools.multiplexer(self.connection_name)
+
     # -- lifecycle ---------------------------------------------------------------------
 
     async def work(self, burst: bool = False) -> None:
@@ -179,7 +185,7 @@ class Worker:
                 upkeep.cancel_scope.cancel()
         finally:
             with anyio.CancelScope(shield=True):
-                await _bookkeeping.deregister(self.redis, self.name, self.queues)
+                await _bookkeeping.deregister(self.redis, self.multiplexer, self.name, self.queues)
         log.info("worker %s stopped after %d jobs", self.name, self.processed)
 
     def request_stop(self) -> None:
@@ -293,7 +299,7 @@ class Worker:
         now = time.time()
         exec_prefix = uuid.uuid4().hex[:24]
         args = [self.name, room, repr(now), epoch_ts(now), self.wip_ttl, exec_prefix]
-        replies = await _scripts.CLAIM(self.redis, self._queue_keys, args)
+        replies = await _scripts.CLAIM(self.multiplexer, self._queue_keys, args)
         if replies == -1:
             return None
         claimed = []
@@ -483,7 +489,7 @@ class Worker:
             self.failure_ttl,
             MsgpackSerializer.dumps(executions),
         ]
-        results = await _scripts.FINISH(self.redis, [], args)
+        results = await _scripts.FINISH(self.multiplexer, [], args)
         for outcome, written in zip(batch, results, strict=True):
             execution = outcome.execution
             log.debug("job %s: %s", execution.job_id, written.decode())
@@ -498,15 +504,15 @@ class Worker:
     async def _send_heartbeat(self) -> None:
         busy = bool(self._running)
         running = list(self._running.values())
-        await _bookkeeping.heartbeat(self.redis, self.name, running, self.heartbeat, busy)
+        await _bookkeeping.heartbeat(self.multiplexer, self.name, running, self.heartbeat, busy)
 
     async def _sweep(self) -> None:
-        requeued, failed = await _bookkeeping.sweep(self.redis, self.queues, self.failure_ttl)
+        requeued, failed = await _bookkeeping.sweep(self.multiplexer, self.queues, self.failure_ttl)
         if requeued or failed:
             log.warning("rescued jobs of dead workers: %d requeued, %d failed", requeued, failed)
 
     async def _schedule(self) -> None:
-        moved = await _bookkeeping.schedule(self.redis, self.name, self.queues)
+        moved = await _bookkeeping.schedule(self.multiplexer, self.name, self.queues)
         if moved:
             log.info("scheduler moved %d due jobs onto their queues", moved)
 

@@ -1,0 +1,126 @@
+"""The shared script connection: replies reach the right callers, failures stay contained."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+import redis
+from redis.asyncio import Redis
+
+from aiorq_flask._multiplexer import Multiplexer
+
+from .apps.worker_support import async_wait_until
+from .client_list import connections_named, named, wait_for_connections
+from .redis_server import RedisServer
+
+
+@pytest.fixture
+async def multiplexer(redis_url: str) -> AsyncIterator[Multiplexer]:
+    client = Redis(**named(redis_url, "mux-test"))
+    multiplexer = Multiplexer(client)
+    yield multiplexer
+    await multiplexer.aclose()
+    await client.aclose()
+
+
+async def test_concurrent_callers_each_get_their_own_reply(multiplexer: Multiplexer) -> None:
+    replies = await asyncio.gather(*(multiplexer.execute_command("ECHO", i) for i in range(500)))
+
+    assert replies == [str(i).encode() for i in range(500)]
+
+
+async def test_concurrent_callers_share_one_connection(
+    multiplexer: Multiplexer, sync_redis: redis.Redis
+) -> None:
+    await asyncio.gather(*(multiplexer.execute_command("INCR", "mux:n") for _ in range(200)))
+
+    assert sync_redis.get("mux:n") == b"200"
+    assert connections_named(sync_redis, "mux-test") == 1
+
+
+async def test_an_error_reply_fails_only_its_caller(multiplexer: Multiplexer) -> None:
+    before = multiplexer.execute_command("ECHO", "before")
+    missing = multiplexer.evalsha("0" * 40, 0)
+    after = multiplexer.execute_command("ECHO", "after")
+
+    results = await asyncio.gather(before, missing, after, return_exceptions=True)
+
+    assert results[0] == b"before"
+    assert isinstance(results[1], redis.exceptions.NoScriptError)
+    assert results[2] == b"after"
+
+
+async def test_a_caller_that_gives_up_does_not_shift_the_next_callers_reply(
+    multiplexer: Multiplexer, sync_redis: redis.Redis
+) -> None:
+    # The blocked command's reply comes late; the caller stops waiting for it first.
+    blocked = asyncio.create_task(multiplexer.execute_command("BLPOP", "mux:list", 5))
+    await asyncio.sleep(0)  # let it write
+    blocked.cancel()
+    behind = asyncio.create_task(multiplexer.execute_command("ECHO", "mine"))
+    sync_redis.rpush("mux:list", "late")
+
+    assert await behind == b"mine"
+    assert blocked.cancelled()
+
+
+async def test_a_reply_slower_than_the_socket_timeout_fails_and_the_next_call_reconnects(
+    redis_url: str,
+) -> None:
+    client = Redis(**named(redis_url, "mux-timeout", socket_timeout=0.2))
+    multiplexer = Multiplexer(client)
+    try:
+        with pytest.raises(redis.exceptions.TimeoutError):
+            await multiplexer.execute_command("BLPOP", "mux:never", 2)
+
+        assert await multiplexer.execute_command("PING") == b"PONG"
+    finally:
+        await multiplexer.aclose()
+        await client.aclose()
+
+
+async def test_an_idle_connection_closed_by_a_redis_restart_is_replaced_for_the_next_call(
+    redis_server: RedisServer | None, multiplexer: Multiplexer
+) -> None:
+    if redis_server is None:
+        pytest.skip("needs the private redis-server (AIORQ_TEST_REDIS_URL is set)")
+    assert await multiplexer.execute_command("PING") == b"PONG"
+    channel = multiplexer._channel
+    assert channel is not None
+    redis_server.stop()
+    redis_server.start()
+
+    # The idle channel's reader sees the server close the connection...
+    await async_wait_until(lambda: channel.closed, what="the channel to notice the close")
+
+    # ...so the next call goes out on a new connection instead of failing.
+    assert await multiplexer.execute_command("PING") == b"PONG"
+
+
+async def test_commands_in_flight_when_redis_goes_away_raise_connection_error(
+    redis_server: RedisServer | None, multiplexer: Multiplexer
+) -> None:
+    if redis_server is None:
+        pytest.skip("needs the private redis-server (AIORQ_TEST_REDIS_URL is set)")
+    blocked = asyncio.create_task(multiplexer.execute_command("BLPOP", "mux:list", 5))
+    await asyncio.sleep(0.05)
+    try:
+        redis_server.stop()
+        with pytest.raises(redis.exceptions.ConnectionError):
+            await blocked
+    finally:
+        redis_server.start()
+    assert await multiplexer.execute_command("PING") == b"PONG"
+
+
+async def test_aclose_disconnects_and_a_later_call_opens_a_new_connection(
+    multiplexer: Multiplexer, sync_redis: redis.Redis
+) -> None:
+    await multiplexer.execute_command("PING")
+    await multiplexer.aclose()
+
+    assert wait_for_connections(sync_redis, "mux-test", 0) == 0
+    assert await multiplexer.execute_command("PING") == b"PONG"
+    assert connections_named(sync_redis, "mux-test") == 1
