@@ -85,5 +85,6 @@ def check(m: Measurements) -> list[Goal]:
         _upper(m, "sleep", 1.15, "s", "2,000 x 50 ms sleep at c=100 <= 1.15 s"),
         _upper(m, "latency_p50", 1.5, "ms", "latency p50 <= 1.5 ms"),
         _upper(m, "latency_p99", 4.0, "ms", "latency p99 <= 4 ms"),
+        _upper(m, "rss_c100", 30.0, "MiB", "worker peak RSS <= 30 MiB"),
         _rss_goal(m),
     ]
