@@ -1,12 +1,13 @@
 """One Redis connection shared by every caller on a loop, for the commands on a job's path.
 
 Each job costs a few script calls (enqueue, claim, finish). Through redis-py 8 each call
-pays a pool checkout under a condition variable, retry and observability hooks, and,
-with a socket timeout, a task per write: about 70 µs of Python, more than the round trip
-itself on a local Redis. Here a caller packs its command with hiredis and writes it at
-once; one reader task matches replies to callers in the order they wrote. Concurrent
-callers (many requests enqueueing at once) share the connection, so their commands reach
-Redis pipelined instead of each waiting for a pooled connection.
+pays a pool checkout under a condition variable, retry and observability hooks, a task
+per write under a socket timeout, and a stream reader with its parser layers: about
+70 µs of Python, more than the round trip itself on a local Redis. Here a caller packs
+its command with hiredis and writes it to the socket at once; replies are parsed as they
+arrive and handed to callers in the order they wrote. Concurrent callers (many requests
+enqueueing at once) share the connection, so their commands reach Redis pipelined
+instead of each waiting for a pooled connection.
 
 Only commands that answer at once belong here: a blocking command (``BLMOVE``,
 ``XREAD BLOCK``) would hold every reply queued behind it.
@@ -27,8 +28,8 @@ from redis.asyncio.connection import AbstractConnection
 class Multiplexer:
     """Commands of any number of tasks over one connection built like ``client``'s own.
 
-    ``execute_command`` raises what redis-py raises: ``ResponseError`` (and subclasses
-    such as ``NoScriptError``) for an error reply, which leaves the connection usable;
+    ``execute_command`` raises what redis-py raises: ``ResponseError`` (``NoScriptError``
+    for ``NOSCRIPT``) for an error reply, which leaves the connection usable;
     ``ConnectionError`` or ``TimeoutError`` when the connection is lost or a reply takes
     longer than the client's socket timeout, which fails every command then in flight.
     The next command opens a new connection.
@@ -37,10 +38,8 @@ class Multiplexer:
     def __init__(self, client: Redis) -> None:
         pool = client.connection_pool
         self._connection_class = pool.connection_class
-        # Replies are timed by the channel; the connection itself runs without a socket
-        # timeout, so a write is a plain write, not a task.
-        self._timeout: float | None = pool.connection_kwargs.get("socket_timeout")
-        self._options = {**pool.connection_kwargs, "socket_timeout": None}
+        self._options = dict(pool.connection_kwargs)
+        self._timeout: float | None = self._options.get("socket_timeout")
         self._channel: _Channel | None = None
         self._opening = asyncio.Lock()
 
@@ -65,76 +64,94 @@ class Multiplexer:
             await channel.close()
 
     async def _open(self) -> _Channel:
-        # A channel is published only after its connection's handshake, which reads the
-        # same socket the channel's reader will.
         async with self._opening:
             if self._channel is None or self._channel.closed:
+                if self._channel is not None:
+                    await self._channel.close()  # a failed one: let redis-py's side go
+                # redis-py connects and runs the handshake (auth, database, client name,
+                # TLS: whatever the client's options say); the channel then takes over.
                 connection = self._connection_class(**self._options)
                 await connection.connect()  # type: ignore[no-untyped-call]
                 self._channel = _Channel(connection, self._timeout)
             return self._channel
 
 
-class _Channel:
-    """One connection, the replies owed on it in order, and the task that reads them.
+class _Channel(asyncio.Protocol):
+    """One connection's socket, the replies owed on it in order, and their parser.
 
-    A channel never reconnects: once it fails it is closed for good, and its reader can
-    touch no other connection than its own.
+    The channel becomes the protocol of the socket's transport, so a reply is parsed in
+    ``data_received`` and handed to its caller there: no reader task, no stream between
+    the socket and the caller. A channel never reconnects: once it fails it is closed
+    for good, and the multiplexer opens a new one.
     """
 
     def __init__(self, connection: AbstractConnection, timeout: float | None) -> None:
-        self.connection = connection
+        self._connection = connection  # kept: its stream writer must not close the socket
         self.closed = False
         self._timeout = timeout
         self._waiting: collections.deque[asyncio.Future[Any]] = collections.deque()
         self._loop = asyncio.get_running_loop()
         self._progress = 0.0  # when the channel last sent to an idle server or read a reply
         self._watchdog: asyncio.TimerHandle | None = None
-        # Reading even while idle notices at once a connection the server has closed.
-        self._reader = self._loop.create_task(self._read_replies())
+        self._writable: asyncio.Future[None] | None = None  # pending while the socket is full
+        self._lost: asyncio.Future[None] = self._loop.create_future()
+        self._parser = hiredis.Reader(replyError=_ErrorReply)
+        self._transport = _transport_of(connection)
+        self._transport.set_protocol(self)
 
     async def call(self, packed: bytes) -> Any:
+        if self._writable is not None:
+            await asyncio.shield(self._writable)
+        if self.closed:
+            raise exceptions.ConnectionError("the connection was lost")
         reply = self._loop.create_future()
         if not self._waiting:
             self._progress = self._loop.time()
         self._waiting.append(reply)
         if self._watchdog is None and self._timeout is not None:
             self._watchdog = self._loop.call_at(self._progress + self._timeout, self._watch)
-        try:
-            # The bytes are written before this first yields, so writes and the queue of
-            # owed replies keep the same order.
-            await self.connection.send_packed_command(packed, check_health=False)
-        except BaseException as error:
-            self._fail(error)
-            raise
+        self._transport.write(packed)
         return await reply
 
     async def close(self) -> None:
+        """Close (if not failed already), then wait until the socket is closed."""
         self._fail(exceptions.ConnectionError("the connection was closed"))
-        await self.connection.disconnect()
+        await self._lost
+        await self._connection.disconnect(nowait=True)  # so redis-py forgets the socket
 
-    async def _read_replies(self) -> None:
-        """Match each reply to the oldest caller owed one; a caller that gave up still
-        has its reply read, so the order holds."""
+    # -- asyncio.Protocol -------------------------------------------------------------
+
+    def data_received(self, data: bytes) -> None:
+        """Answer the oldest owed callers; a caller that gave up still has its reply
+        taken off the queue, so the order holds."""
+        self._parser.feed(data)
         try:
-            while True:
-                try:
-                    value: Any = await self.connection.read_response()
-                except exceptions.ResponseError as error:
-                    value = error
+            while (value := self._parser.gets()) is not False:
                 reply = self._waiting.popleft()  # a reply nobody asked for: IndexError
                 self._progress = self._loop.time()
                 if reply.done():
                     continue
-                if isinstance(value, exceptions.ResponseError):
-                    reply.set_exception(value)
+                if isinstance(value, _ErrorReply):
+                    reply.set_exception(_response_error(str(value)))
                 else:
                     reply.set_result(value)
-        except BaseException as error:
+        except Exception as error:  # a protocol error: nothing after it can be trusted
             self._fail(error)
-            await self.connection.disconnect(nowait=True)  # read_response may not have
-            if isinstance(error, (asyncio.CancelledError, KeyboardInterrupt, SystemExit)):
-                raise
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._fail(exc or exceptions.ConnectionError("Connection closed by server."))
+        if not self._lost.done():
+            self._lost.set_result(None)
+
+    def pause_writing(self) -> None:
+        self._writable = self._loop.create_future()
+
+    def resume_writing(self) -> None:
+        writable, self._writable = self._writable, None
+        if writable is not None and not writable.done():
+            writable.set_result(None)
+
+    # -- failing ------------------------------------------------------------------------
 
     def _watch(self) -> None:
         """Fail the channel if replies are owed and none came for the socket timeout.
@@ -152,15 +169,14 @@ class _Channel:
             self._watchdog = self._loop.call_at(due, self._watch)
 
     def _fail(self, error: BaseException) -> None:
-        """Close for good: every owed reply fails, the reader stops (and its read,
-        cancelled, disconnects the connection)."""
+        """Close for good: the socket closes, every owed reply and blocked writer fails."""
         if self.closed:
             return
         self.closed = True
         if self._watchdog is not None:
             self._watchdog.cancel()
-        if self._reader is not asyncio.current_task():
-            self._reader.cancel()
+        self._transport.abort()
+        self.resume_writing()
         failure = _as_redis_error(error)
         waiting, self._waiting = self._waiting, collections.deque()
         for reply in waiting:
@@ -168,10 +184,34 @@ class _Channel:
                 reply.set_exception(failure)
 
 
+class _ErrorReply(Exception):
+    """What the parser makes of an error reply; ``_response_error`` gives redis-py's."""
+
+
+def _response_error(message: str) -> exceptions.ResponseError:
+    if message.startswith("NOSCRIPT"):
+        return exceptions.NoScriptError(message)
+    return exceptions.ResponseError(message)
+
+
+def _transport_of(connection: AbstractConnection) -> asyncio.Transport:
+    """The transport under a connected redis-py connection.
+
+    redis-py has no public accessor; its asyncio connections have kept their stream
+    writer as ``_writer`` since redis-py 4.2. Fail loudly, at the first command, should
+    that ever change.
+    """
+    transport = getattr(getattr(connection, "_writer", None), "transport", None)
+    if not isinstance(transport, asyncio.Transport):
+        raise RuntimeError(
+            f"aiorq_flask cannot reach the socket of a {type(connection).__name__} "
+            "(redis-py's connection layout changed): please report it"
+        )
+    return transport
+
+
 def _as_redis_error(error: BaseException) -> BaseException:
     """The error a waiting caller sees: one of redis-py's, as its own client would raise."""
     if isinstance(error, exceptions.RedisError):
         return error
-    if isinstance(error, asyncio.CancelledError):
-        return exceptions.ConnectionError("the connection was dropped with commands in flight")
     return exceptions.ConnectionError(f"Error while talking to Redis: {error!r}")

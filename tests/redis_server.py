@@ -24,6 +24,7 @@ class RedisServer:
         self.port = free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self.dir = tempfile.mkdtemp(prefix="aiorq-redis-")
+        self.unix_socket = f"{self.dir}/redis.sock"
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
@@ -43,6 +44,10 @@ class RedisServer:
                 "no",
                 "--dir",
                 self.dir,
+                "--unixsocket",
+                self.unix_socket,
+                "--unixsocketperm",
+                "700",
             ],
             stdout=subprocess.DEVNULL,
         )

@@ -7,9 +7,9 @@ from collections.abc import AsyncIterator
 
 import pytest
 import redis
-from redis.asyncio import Redis
+from redis.asyncio import Connection, Redis
 
-from aiorq_flask._multiplexer import Multiplexer
+from aiorq_flask._multiplexer import Multiplexer, _transport_of
 
 from .apps.worker_support import async_wait_until
 from .client_list import connections_named, named, wait_for_connections
@@ -124,3 +124,39 @@ async def test_aclose_disconnects_and_a_later_call_opens_a_new_connection(
     assert wait_for_connections(sync_redis, "mux-test", 0) == 0
     assert await multiplexer.execute_command("PING") == b"PONG"
     assert connections_named(sync_redis, "mux-test") == 1
+
+
+async def test_a_unix_socket_connection_keeps_its_database_from_the_handshake(
+    redis_server: RedisServer | None,
+) -> None:
+    if redis_server is None:
+        pytest.skip("needs the private redis-server (AIORQ_TEST_REDIS_URL is set)")
+    client = Redis.from_url(f"unix://{redis_server.unix_socket}?db=3")
+    multiplexer = Multiplexer(client)
+    try:
+        await multiplexer.execute_command("SET", "mux:where", "db3")
+    finally:
+        await multiplexer.aclose()
+        await client.aclose()
+
+    with redis.Redis(port=redis_server.port, db=3) as db3:
+        assert db3.get("mux:where") == b"db3"
+
+
+async def test_writes_larger_than_the_socket_buffer_wait_and_all_replies_arrive(
+    multiplexer: Multiplexer,
+) -> None:
+    payload = b"x" * 200_000  # 200 callers write 40 MB: the transport pauses and resumes
+
+    replies = await asyncio.gather(
+        *(multiplexer.execute_command("ECHO", payload + str(i).encode()) for i in range(200))
+    )
+
+    assert replies == [payload + str(i).encode() for i in range(200)]
+
+
+def test_a_connection_without_a_reachable_socket_is_a_clear_error() -> None:
+    unconnected = Connection()  # what a redis-py whose layout changed would look like
+
+    with pytest.raises(RuntimeError, match="cannot reach the socket of a Connection"):
+        _transport_of(unconnected)
