@@ -21,7 +21,9 @@ import pytest
 import redis
 from quart import Quart
 
-from aiorq_flask import AsyncRQ, ConfigError, Retry
+from aiorq_flask import AsyncRQ, ConfigError, Retry, _scripts
+from aiorq_flask.job import epoch_ts
+from aiorq_flask.serializer import MsgpackSerializer
 
 from .apps.worker_support import (
     all_have_status,
@@ -308,6 +310,27 @@ async def test_worker_hash_counts_successful_and_failed_jobs(
     )
 
     assert counts == [b"1", b"1"]
+
+
+async def test_an_outcome_sent_again_after_a_lost_reply_is_not_recorded_twice(
+    quart_rq: AsyncRQ, sync_redis: redis.Redis
+) -> None:
+    worker = quart_rq.make_worker(concurrency=1)
+    async with serving(worker, sync_redis):
+        job = await quart_rq.queue.enqueue("tests.tasks.add", 1, 2)
+        await async_wait_until(lambda: status(sync_redis, job.id) == "finished")
+        [(_, entry)] = sync_redis.xrange(f"rq:results:{job.id}")
+        now = time.time()
+        outcome = [job.id, entry[b"execution_id"].decode(), "default", "finished", "", "0", "0"]
+
+        # The same batch again, as the finish loop sends it when a reply was lost.
+        batch = MsgpackSerializer.dumps([outcome])
+        args = [worker.name, repr(now), epoch_ts(now), 500, 31536000, batch]
+        written = await _scripts.FINISH(quart_rq.queue.multiplexer, [], args)
+
+        assert written == [b"recorded"]
+        assert sync_redis.xlen(f"rq:results:{job.id}") == 1
+        assert sync_redis.hget(f"rq:worker:{worker.name}", "successful_job_count") == b"1"
 
 
 async def test_worker_deregisters_on_exit_and_records_its_death(

@@ -27,10 +27,13 @@ for _, queue_key in ipairs(KEYS) do
       local fields = redis.call('HMGET', job, unpack(FIELDS))
       local origin = fields[6] or string.sub(queue_key, 10)
       fields[6] = nil
+      -- Every claimed execution, even of an id without a job, stays in the worker's set
+      -- until finish.lua records its outcome (which it does once only).
+      local member = id .. ':' .. exec
+      redis.call('SADD', 'rq:worker:' .. worker .. ':executions', member)
       if not fields[1] then
         fields = {}
       else
-        local member = id .. ':' .. exec
         local execution = 'rq:execution:' .. id .. ':' .. exec
         redis.call('HSET', execution, 'id', exec, 'job_id', id, 'created_at', ARGV[3],
           'last_heartbeat', ARGV[3], 'worker_name', worker)
@@ -38,7 +41,6 @@ for _, queue_key in ipairs(KEYS) do
         redis.call('ZADD', 'rq:executions:' .. id, now + ttl + 60, exec)
         redis.call('EXPIRE', 'rq:executions:' .. id, ttl + 60)
         redis.call('ZADD', 'rq:wip:' .. origin, now + ttl, member)
-        redis.call('SADD', 'rq:worker:' .. worker .. ':executions', member)
         redis.call('HSET', job, 'status', 'started', 'started_at', ts, 'last_heartbeat', ts,
           'worker_name', worker)
         redis.call('PERSIST', job)

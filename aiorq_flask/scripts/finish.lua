@@ -9,7 +9,8 @@
 -- payload: base64 return value ('' for None) when finished, base64 exc_string otherwise.
 -- Returns, per execution, what was written: a failed job with retries left is 'retried'
 -- or 'scheduled'; 'gone' when the job hash no longer exists (a failure is still recorded
--- in the results stream and the failed registry, so the id's fate stays visible).
+-- in the results stream and the failed registry, so the id's fate stays visible);
+-- 'recorded' when this execution's outcome was written before (nothing is written).
 local worker, now_text, ts = ARGV[1], ARGV[2], ARGV[3]
 local now = tonumber(now_text)
 local default_result_ttl, default_failure_ttl = tonumber(ARGV[4]), tonumber(ARGV[5])
@@ -60,15 +61,19 @@ local function finish(id, exec, claimed_from, outcome, payload, started, working
   local dependencies = 'rq:job::' .. id .. ':dependencies'
   local member = id .. ':' .. exec
 
-  local origin = redis.call('HGET', job, 'origin')
-  redis.call('DEL', 'rq:execution:' .. id .. ':' .. exec)
-  redis.call('ZREM', 'rq:executions:' .. id, exec)
   if worker ~= '' then
-    redis.call('SREM', worker_key .. ':executions', member)
+    -- Claim put the execution in the worker's set and only this step takes it out: a
+    -- batch sent again after its reply was lost must not count or record twice.
+    if redis.call('SREM', worker_key .. ':executions', member) == 0 then
+      return 'recorded'
+    end
     if redis.call('HGET', worker_key, 'current_job') == id then
       redis.call('HDEL', worker_key, 'current_job')
     end
   end
+  local origin = redis.call('HGET', job, 'origin')
+  redis.call('DEL', 'rq:execution:' .. id .. ':' .. exec)
+  redis.call('ZREM', 'rq:executions:' .. id, exec)
   if not origin then
     if outcome == 'failed' then
       redis.call('ZADD', 'rq:failed:' .. claimed_from, now + default_failure_ttl, id)
