@@ -1,16 +1,17 @@
 """``depends_on``: enqueue now if every parent is done, else park the job as deferred.
 
-Follows rq's writer sequence (spec §5.3): ``WATCH`` the parents, read their statuses,
-then one MULTI; a parent changing meanwhile makes Redis refuse the MULTI and we look
-again. The worker releases deferred jobs when a parent finishes (``scripts/finish.lua``).
-A parent whose hash is gone counts as done: it finished and its result expired.
-"""
+Follows rq's writer sequence (spec §5.3): ``WATCH`` the parents, read their statuses
+(one round trip however many parents), then one MULTI; a parent changing meanwhile makes
+Redis refuse the MULTI and we look again. The worker releases deferred jobs when a parent
+finishes (``scripts/finish.lua``). A parent whose hash is gone counts as done: it
+finished and its result expired."""
 
 from __future__ import annotations
 
 import time
 from typing import TYPE_CHECKING
 
+from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 from redis.exceptions import WatchError
 
@@ -35,10 +36,7 @@ async def enqueue_dependent(queue: Queue, data: EnqueueData) -> JobStatus:
         while True:
             try:
                 await pipe.watch(*parent_keys)
-                statuses: list[bytes | None] = [
-                    await pipe.hget(key, "status")  # type: ignore[misc]
-                    for key in parent_keys
-                ]
+                statuses = await _statuses(connection, parent_keys)
                 ready = all(_parent_done(s, data.allow_dependency_failures) for s in statuses)
                 status = JobStatus.QUEUED if ready else JobStatus.DEFERRED
                 pipe.multi()  # type: ignore[no-untyped-call]
@@ -50,6 +48,16 @@ async def enqueue_dependent(queue: Queue, data: EnqueueData) -> JobStatus:
                 return status
             except WatchError:
                 continue
+
+
+async def _statuses(connection: Redis, job_keys: list[str]) -> list[bytes | None]:
+    """Every parent's status in one round trip. Read on another connection than the
+    WATCH: what the WATCH guards is the MULTI, which fails if a parent changed since."""
+    async with connection.pipeline(transaction=False) as reads:
+        for key in job_keys:
+            reads.hget(key, "status")
+        statuses: list[bytes | None] = await reads.execute()
+    return statuses
 
 
 def _defer(pipe: Pipeline, queue: Queue, data: EnqueueData) -> None:

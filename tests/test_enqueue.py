@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import json
 import re
-import threading
 import time
 import zlib
 from collections import Counter
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -28,6 +26,7 @@ from aiorq_flask import (
     Queue,
     Retry,
     SerializationError,
+    dependencies,
 )
 
 from . import job_funcs, tasks
@@ -88,40 +87,24 @@ class Greeter:
         return "hello"
 
 
-@contextmanager
-def write_when_read(url: str, key: str, field: str, value: str) -> Iterator[threading.Event]:
-    """While open, a thread MONITORs the server and, the first time a client sends
-    ``HGET <key> ...``, writes ``field value`` to ``key`` from another connection. The event
-    is set once that write happened. Used to change a WATCHed key before the EXEC."""
-    listening, written, stop = threading.Event(), threading.Event(), threading.Event()
+def change_after_status_read(
+    monkeypatch: pytest.MonkeyPatch, client: redis.Redis, key: str, field: str, value: str
+) -> list[int]:
+    """Make another client write ``field value`` to ``key`` right after ``depends_on``'s
+    first read of the parents' statuses: between its WATCH and its EXEC, as a worker
+    finishing a parent would. Returns the list of read counts, one entry per read."""
+    read = dependencies._statuses
+    reads: list[int] = []
 
-    def monitor() -> None:
-        reader, writer = redis.Redis.from_url(url), redis.Redis.from_url(url)
-        try:
-            with reader.monitor() as commands:
-                listening.set()
-                for command in commands.listen():
-                    if stop.is_set():
-                        return
-                    if command["command"].startswith(f"HGET {key} "):
-                        writer.hset(key, field, value)
-                        written.set()
-                        return
-        finally:
-            reader.close()
-            writer.close()
+    async def read_then_change(connection: Any, job_keys: list[str]) -> list[bytes | None]:
+        statuses = await read(connection, job_keys)
+        reads.append(len(job_keys))
+        if len(reads) == 1:
+            client.hset(key, field, value)
+        return statuses
 
-    thread = threading.Thread(target=monitor, daemon=True)
-    thread.start()
-    assert listening.wait(10), "MONITOR did not start"
-    try:
-        yield written
-    finally:
-        stop.set()
-        poke = redis.Redis.from_url(url)
-        poke.ping()  # wakes the monitor thread if it is still listening
-        poke.close()
-        thread.join(10)
+    monkeypatch.setattr(dependencies, "_statuses", read_then_change)
+    return reads
 
 
 def nested_function_factory() -> Callable[[], int]:
@@ -815,32 +798,30 @@ async def test_deferred_job_with_at_front_goes_to_the_front_when_released(
 
 
 async def test_depends_on_stays_deferred_when_a_parent_changes_during_the_check(
-    queue: Queue, sync_redis: redis.Redis, redis_url: str
+    queue: Queue, sync_redis: redis.Redis, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # Many parents make the status check many round trips long, so the write below lands
-    # between the WATCH and the EXEC: the first MULTI is refused and the check runs again.
-    parents = await queue.enqueue_many([queue.prepare_data(tasks.add, (i, i)) for i in range(300)])
+    parents = await queue.enqueue_many([queue.prepare_data(tasks.add, (i, i)) for i in range(3)])
+    reads = change_after_status_read(monkeypatch, sync_redis, parents[0].key, "status", "queued")
 
-    with write_when_read(redis_url, parents[0].key, "status", "queued") as written:
-        child = await queue.enqueue(tasks.add, 1, 2, depends_on=parents)
-    assert written.is_set()
+    child = await queue.enqueue(tasks.add, 1, 2, depends_on=parents)
+
+    assert reads == [3, 3]  # the first MULTI was refused, and the check ran again
 
     assert sync_redis.hget(f"rq:job:{child.id}", "status") == b"deferred"
     assert sync_redis.zscore("rq:deferred:default", child.id) is not None
 
 
 async def test_depends_on_queues_the_job_when_the_last_parent_finishes_during_the_check(
-    queue: Queue, sync_redis: redis.Redis, redis_url: str
+    queue: Queue, sync_redis: redis.Redis, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    parents = await queue.enqueue_many([queue.prepare_data(tasks.add, (i, i)) for i in range(300)])
-    with sync_redis.pipeline() as pipe:
-        for parent in parents[1:]:
-            pipe.hset(parent.key, "status", "finished")
-        pipe.execute()
+    parents = await queue.enqueue_many([queue.prepare_data(tasks.add, (i, i)) for i in range(3)])
+    for parent in parents[1:]:
+        sync_redis.hset(parent.key, "status", "finished")
+    reads = change_after_status_read(monkeypatch, sync_redis, parents[0].key, "status", "finished")
 
-    with write_when_read(redis_url, parents[0].key, "status", "finished") as written:
-        child = await queue.enqueue(tasks.add, 1, 2, depends_on=parents)
-    assert written.is_set()
+    child = await queue.enqueue(tasks.add, 1, 2, depends_on=parents)
+
+    assert reads == [3, 3]
 
     mapping = sync_redis.hgetall(f"rq:job:{child.id}")
     assert mapping[b"status"] == b"queued"
