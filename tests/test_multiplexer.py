@@ -66,6 +66,27 @@ async def test_a_caller_that_gives_up_does_not_shift_the_next_callers_reply(
     assert blocked.cancelled()
 
 
+@pytest.mark.parametrize("yields_before_cancel", [0, 1, 2, 5])
+async def test_cancelling_every_other_caller_at_any_point_leaves_the_rest_their_replies(
+    multiplexer: Multiplexer, sync_redis: redis.Redis, yields_before_cancel: int
+) -> None:
+    calls = [asyncio.create_task(multiplexer.execute_command("ECHO", i)) for i in range(400)]
+    for _ in range(yields_before_cancel):
+        await asyncio.sleep(0)
+    for call in calls[::2]:
+        call.cancel()
+
+    results = await asyncio.gather(*calls, return_exceptions=True)
+
+    for i, result in enumerate(results):
+        if i % 2:
+            assert result == str(i).encode()
+        else:  # cancelled, or answered before the cancel reached it
+            assert isinstance(result, asyncio.CancelledError) or result == str(i).encode()
+    assert await multiplexer.execute_command("ECHO", "after") == b"after"
+    assert connections_named(sync_redis, "mux-test") == 1
+
+
 async def test_a_reply_slower_than_the_socket_timeout_fails_and_the_next_call_reconnects(
     redis_url: str,
 ) -> None:
