@@ -98,6 +98,9 @@ class _Channel(asyncio.Protocol):
         self._parser = hiredis.Reader(replyError=_ErrorReply)
         self._transport = _transport_of(connection)
         self._transport.set_protocol(self)
+        if self._transport.is_closing():  # the server hung up before the takeover
+            self._fail(exceptions.ConnectionError("Connection closed by server."))
+            self._lost.set_result(None)
 
     async def call(self, packed: bytes) -> Any:
         if self._writable is not None:
