@@ -1,9 +1,10 @@
-"""One bounded ``redis.asyncio`` pool per (resolved connection, running event loop).
+"""One bounded ``redis.asyncio`` pool per (resolved connection, running event loop), and
+beside it the ``Multiplexer`` that carries that connection's script calls.
 
 A ``redis.asyncio`` connection belongs to the loop that opened it and can only be closed
 by awaiting on that loop. Quart and the worker run one long-lived loop; Flask runs each
 ``async def`` view on a new loop that ``asyncio.run`` closes when the view returns. So
-clients are kept per loop, and each loop's clients are closed on that loop, before it
+clients (and multiplexers) are kept per loop, and each loop's are closed on that loop, before it
 closes: explicitly (``aclose``, used by Quart's ``after_serving``), or when ``asyncio.run``
 shuts the loop down (a Flask view's loop, a script's, the worker's).
 """
@@ -144,7 +145,8 @@ class ConnectionPools:
         return clients
 
     async def aclose(self) -> None:
-        """Close every client opened on the running loop; later use opens new ones."""
+        """Close every client and multiplexer opened on the running loop; later use opens
+        new ones."""
         clients = self._loops.pop(asyncio.get_running_loop(), None)
         if clients is not None:
             await clients.aclose()
