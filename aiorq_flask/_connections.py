@@ -17,7 +17,7 @@ import weakref
 from collections.abc import AsyncGenerator, Mapping
 from typing import Any
 
-from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio import BlockingConnectionPool, ConnectionPool, Redis
 
 from ._config import ConnectionSpec
 from ._multiplexer import Multiplexer
@@ -47,6 +47,18 @@ def make_client(spec: ConnectionSpec, client_class: type[Any]) -> Redis:
     pool.connection_kwargs.setdefault("socket_timeout", default_timeout)
     client: Redis = client_class.from_pool(pool)
     return client
+
+
+def dedicated_client(client: Redis) -> Redis:
+    """A client like ``client`` whose connections are its own, outside the bounded pool.
+
+    For a connection held for as long as a worker lives (its pub/sub subscription): taken
+    from the pool, it would leave one connection fewer to the steps that wait for one.
+    The caller closes it (``aclose``).
+    """
+    pool = client.connection_pool
+    own = ConnectionPool(connection_class=pool.connection_class, **pool.connection_kwargs)
+    return Redis.from_pool(own)
 
 
 def block_slice(client: Redis, seconds: float) -> float:

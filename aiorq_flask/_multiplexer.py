@@ -24,12 +24,14 @@ from redis import exceptions
 from redis.asyncio import Redis
 from redis.asyncio.connection import AbstractConnection
 
+from ._redis_errors import error_from_reply
+
 
 class Multiplexer:
     """Commands of any number of tasks over one connection built like ``client``'s own.
 
-    ``execute_command`` raises what redis-py raises: ``ResponseError`` (``NoScriptError``
-    for ``NOSCRIPT``) for an error reply, which leaves the connection usable;
+    ``execute_command`` raises what redis-py raises: ``ResponseError`` (the subclass redis-py
+    maps the reply to: ``NoScriptError``, ``ReadOnlyError``, ...) for an error reply, which leaves the connection usable;
     ``ConnectionError`` or ``TimeoutError`` when the connection is lost or a reply takes
     longer than the client's socket timeout, which fails every command then in flight.
     The next command opens a new connection.
@@ -135,7 +137,7 @@ class _Channel(asyncio.Protocol):
                 if reply.done():
                     continue
                 if isinstance(value, _ErrorReply):
-                    reply.set_exception(_response_error(str(value)))
+                    reply.set_exception(error_from_reply(str(value)))
                 else:
                     reply.set_result(value)
         except Exception as error:  # a protocol error: nothing after it can be trusted
@@ -188,13 +190,7 @@ class _Channel(asyncio.Protocol):
 
 
 class _ErrorReply(Exception):
-    """What the parser makes of an error reply; ``_response_error`` gives redis-py's."""
-
-
-def _response_error(message: str) -> exceptions.ResponseError:
-    if message.startswith("NOSCRIPT"):
-        return exceptions.NoScriptError(message)
-    return exceptions.ResponseError(message)
+    """What the parser makes of an error reply; ``error_from_reply`` gives redis-py's."""
 
 
 def _transport_of(connection: AbstractConnection) -> asyncio.Transport:

@@ -29,8 +29,8 @@ from .errors import (
     InvalidJobError,
     InvalidJobOperation,
     NoSuchJobError,
-    SerializationError,
 )
+from .payload import decode_data
 from .serializer import MsgpackSerializer
 
 DEFAULT_TIMEOUT = 180
@@ -150,53 +150,6 @@ def validate_job_id(job_id: str) -> str:
             f"job_id {job_id!r} is not valid: rq accepts only letters, digits, '_' and '-'"
         )
     return job_id
-
-
-def encode_data(func_name: str, args: Sequence[Any], kwargs: Mapping[str, Any]) -> bytes:
-    """``data`` = zlib(msgpack([func, None, args, kwargs])); names the argument at fault."""
-    try:
-        return zlib.compress(MsgpackSerializer.dumps([func_name, None, list(args), kwargs]))
-    except SerializationError as error:
-        raise _argument_error(func_name, args, kwargs) or error from None
-
-
-def _argument_error(
-    func_name: str, args: Sequence[Any], kwargs: Mapping[str, Any]
-) -> SerializationError | None:
-    named: list[tuple[str, Any]] = [(f"positional argument {i}", v) for i, v in enumerate(args)]
-    named += [(f"keyword argument {k!r}", v) for k, v in kwargs.items()]
-    for name, value in named:
-        try:
-            MsgpackSerializer.dumps(value)
-        except SerializationError as error:
-            return SerializationError(f"{func_name}: {name} cannot be serialized: {error}")
-    return None
-
-
-def decode_data(data: bytes) -> tuple[str, list[Any], dict[str, Any]]:
-    try:
-        payload = zlib.decompress(data)
-    except zlib.error:
-        payload = data  # rq accepts uncompressed serializer bytes too
-    try:
-        func_name, _instance, args, kwargs = MsgpackSerializer.loads(payload)
-    except (DeserializationError, TypeError, ValueError) as error:
-        raise DeserializationError(f"job data cannot be decoded with msgpack: {error}") from None
-    if not isinstance(func_name, str):
-        raise DeserializationError(f"job data names no function: {func_name!r}")
-    return func_name, list(args or ()), dict(kwargs or {})
-
-
-def describe_call(func_name: str, args: Sequence[Any], kwargs: Mapping[str, Any]) -> str:
-    """rq's default description: the call as text, each repr cut at 75 characters."""
-    parts = [_short_repr(a) for a in args]
-    parts += sorted(f"{k}={_short_repr(v)}" for k, v in kwargs.items())
-    return f"{func_name}({', '.join(parts)})"
-
-
-def _short_repr(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 75 else text[:75] + "..."
 
 
 def _text(value: bytes | None) -> str:

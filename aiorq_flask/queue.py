@@ -32,12 +32,11 @@ from .job import (
     Job,
     JobStatus,
     Retry,
-    describe_call,
-    encode_data,
     format_ts,
     parse_duration,
     validate_job_id,
 )
+from .payload import describe_call, encode_data
 from .serializer import MsgpackSerializer
 
 if TYPE_CHECKING:

@@ -29,7 +29,7 @@ from anyio.abc import TaskGroup
 from redis.asyncio import Redis
 
 from .. import _scripts, keys
-from .._connections import block_slice
+from .._connections import block_slice, dedicated_client
 from .._multiplexer import Multiplexer
 from ..errors import ConfigError, InvalidJobError, JobTimeoutError
 from ..execution import (
@@ -45,10 +45,10 @@ from ..job import (
     DEFAULT_FAILURE_TTL,
     DEFAULT_RESULT_TTL,
     Job,
-    decode_data,
     epoch_ts,
     parse_timeout,
 )
+from ..payload import decode_data
 from ..serializer import MsgpackSerializer
 from . import _bookkeeping
 from ._loops import REDIS_ERRORS, Backoff, every
@@ -521,7 +521,7 @@ class Worker:
         backoff = Backoff()
         while True:
             try:
-                async with self.redis.pubsub() as pubsub:
+                async with dedicated_client(self.redis) as client, client.pubsub() as pubsub:
                     await pubsub.subscribe(keys.pubsub(self.name))
                     backoff.reset()
                     async for message in pubsub.listen():
