@@ -30,8 +30,9 @@ from ._redis_errors import error_from_reply
 class Multiplexer:
     """Commands of any number of tasks over one connection built like ``client``'s own.
 
-    ``execute_command`` raises what redis-py raises: ``ResponseError`` (the subclass redis-py
-    maps the reply to: ``NoScriptError``, ``ReadOnlyError``, ...) for an error reply, which leaves the connection usable;
+    ``execute_command`` raises what redis-py raises: a ``ResponseError`` for an error reply
+    (the subclass redis-py maps it to: ``NoScriptError``, ``ReadOnlyError``, ...), which
+    leaves the connection usable;
     ``ConnectionError`` or ``TimeoutError`` when the connection is lost or a reply takes
     longer than the client's socket timeout, which fails every command then in flight.
     The next command opens a new connection.
