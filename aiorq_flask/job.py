@@ -12,9 +12,10 @@ import enum
 import json
 import math
 import re
+import sys
 import time
 import zlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -40,6 +41,7 @@ DEFAULT_CALLBACK_TIMEOUT = 60
 
 _JOB_ID = re.compile(r"[A-Za-z0-9_-]+")
 _TS_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
+_TS_TEXT = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,6})?Z")
 
 
 class JobStatus(str, enum.Enum):
@@ -131,16 +133,18 @@ def epoch_ts(epoch: float) -> str:
 
 
 def parse_ts(value: bytes | str | None) -> datetime | None:
-    """An aware UTC datetime from rq's timestamp text; ``None`` for empty or missing."""
+    """An aware UTC datetime from rq's timestamp text; ``None`` for empty or missing.
+
+    Raises ``ValueError`` for anything rq's own parser refuses.
+    """
     if not value:
         return None
     text = value.decode() if isinstance(value, bytes) else value
-    if not text.endswith("Z"):
-        raise ValueError(f"{text!r} is not an rq timestamp (UTC, ending in 'Z')")
-    try:
-        moment = datetime.fromisoformat(text[:-1])
-    except ValueError:  # Python 3.10 reads only 3 or 6 fractional digits
-        moment = datetime.strptime(text, _TS_FORMAT if "." in text else "%Y-%m-%dT%H:%M:%SZ")
+    if not _TS_TEXT.fullmatch(text):
+        raise ValueError(f"{text!r} is not an rq timestamp (like 2026-11-28T23:29:17.544169Z)")
+    if sys.version_info >= (3, 11):
+        return datetime.fromisoformat(text)  # reads the Z as UTC; 8x faster than strptime
+    moment = datetime.strptime(text, _TS_FORMAT if "." in text else "%Y-%m-%dT%H:%M:%SZ")
     return moment.replace(tzinfo=timezone.utc)
 
 
@@ -150,14 +154,6 @@ def validate_job_id(job_id: str) -> str:
             f"job_id {job_id!r} is not valid: rq accepts only letters, digits, '_' and '-'"
         )
     return job_id
-
-
-def _text(value: bytes | None) -> str:
-    return value.decode() if value else ""
-
-
-def _int(value: bytes | None) -> int | None:
-    return int(value) if value else None
 
 
 DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -241,47 +237,34 @@ class Job:
 
     @classmethod
     def from_hash(cls, job_id: str, mapping: Mapping[bytes, bytes], connection: Redis) -> Job:
-        """Decode an ``HGETALL``; ``NoSuchJobError`` when it is empty or has no ``data``."""
+        """Decode an ``HGETALL``.
+
+        Raises ``NoSuchJobError`` when it is empty or has no ``data``, and
+        ``InvalidJobError`` naming the field when a field cannot be read as rq reads it.
+        Empty fields count as absent and unknown fields are ignored, as rq does.
+        """
         data = mapping.get(b"data")
         if data is None:
+            if mapping:
+                raise NoSuchJobError(f"job {job_id!r} has a hash but no 'data' field")
             raise NoSuchJobError(f"no job {job_id!r} in Redis (key {keys.job(job_id)})")
-        get = mapping.get
-        raw_meta = get(b"meta")
-        raw_deps = get(b"dependency_ids")
-        status = get(b"status")
-        return cls(
-            id=job_id,
-            connection=connection,
-            data=data,
-            origin=_text(get(b"origin")),
-            description=_text(get(b"description")),
-            status=JobStatus(status.decode()) if status else None,
-            timeout=parse_timeout(get(b"timeout")),
-            created_at=parse_ts(get(b"created_at")),
-            enqueued_at=parse_ts(get(b"enqueued_at")),
-            started_at=parse_ts(get(b"started_at")),
-            ended_at=parse_ts(get(b"ended_at")),
-            last_heartbeat=parse_ts(get(b"last_heartbeat")),
-            worker_name=_text(get(b"worker_name")),
-            result_ttl=_int(get(b"result_ttl")),
-            failure_ttl=_int(get(b"failure_ttl")),
-            ttl=_int(get(b"ttl")),
-            retries_left=_int(get(b"retries_left")),
-            retry_intervals=json.loads(get(b"retry_intervals") or b"[]"),
-            enqueue_at_front_on_retry=get(b"enqueue_at_front_on_retry") == b"1",
-            meta=_decode_meta(raw_meta),
-            dependency_ids=json.loads(raw_deps) if raw_deps else _legacy_dependency(mapping),
-            allow_dependency_failures=get(b"allow_dependency_failures") == b"1",
-            success_callback_name=_text(get(b"success_callback_name")),
-            failure_callback_name=_text(get(b"failure_callback_name")),
-            stopped_callback_name=_text(get(b"stopped_callback_name")),
-            success_callback_timeout=_int(get(b"success_callback_timeout"))
-            or DEFAULT_CALLBACK_TIMEOUT,
-            failure_callback_timeout=_int(get(b"failure_callback_timeout"))
-            or DEFAULT_CALLBACK_TIMEOUT,
-            stopped_callback_timeout=_int(get(b"stopped_callback_timeout"))
-            or DEFAULT_CALLBACK_TIMEOUT,
-        )
+        values: dict[str, Any] = {}
+        for name, raw in mapping.items():
+            rule = _FIELD_RULES.get(name)
+            if rule is None or not raw:
+                continue
+            attribute, parse = rule
+            try:
+                values[attribute] = parse(raw)
+            except (ValueError, TypeError, OverflowError) as error:
+                raise InvalidJobError(
+                    f"job {job_id!r}: field {name.decode()!r} holds {_clip(raw)!r}, "
+                    f"which rq cannot read: {error}"
+                ) from None
+        legacy_parent = values.pop(_LEGACY_PARENT, None)
+        if legacy_parent and "dependency_ids" not in values:
+            values["dependency_ids"] = [legacy_parent]
+        return cls(id=job_id, connection=connection, data=data, **values)
 
     @classmethod
     async def fetch(cls, job_id: str, connection: Redis) -> Job:
@@ -398,6 +381,72 @@ class Job:
         self.status = JobStatus.QUEUED
 
 
+def _clip(raw: bytes) -> bytes:
+    return raw if len(raw) <= 60 else raw[:60] + b"..."
+
+
+def _int_list(raw: bytes) -> list[int]:
+    value = json.loads(raw)
+    if not isinstance(value, list) or not all(
+        isinstance(i, int) and not isinstance(i, bool) for i in value
+    ):
+        raise ValueError("not a JSON list of whole seconds")
+    return value
+
+
+def _str_list(raw: bytes) -> list[str]:
+    value = json.loads(raw)
+    if not isinstance(value, list) or not all(isinstance(i, str) for i in value):
+        raise ValueError("not a JSON list of job ids")
+    return value
+
+
+def _flag(raw: bytes) -> bool:
+    return raw == b"1"
+
+
+def _status(raw: bytes) -> JobStatus:
+    return JobStatus(raw.decode())
+
+
+def _timeout(raw: bytes) -> int:
+    return parse_duration(raw.decode())
+
+
+_Parse = Callable[[bytes], Any]
+_LEGACY_PARENT = "legacy dependency_id"  # read only where dependency_ids is absent
+
+# Hash field -> (Job attribute, parser): the one reading of rq's job hash (spec §3).
+_FIELD_RULES: dict[bytes, tuple[str, _Parse]] = {
+    b"origin": ("origin", bytes.decode),
+    b"description": ("description", bytes.decode),
+    b"status": ("status", _status),
+    b"timeout": ("timeout", _timeout),
+    b"created_at": ("created_at", parse_ts),
+    b"enqueued_at": ("enqueued_at", parse_ts),
+    b"started_at": ("started_at", parse_ts),
+    b"ended_at": ("ended_at", parse_ts),
+    b"last_heartbeat": ("last_heartbeat", parse_ts),
+    b"worker_name": ("worker_name", bytes.decode),
+    b"result_ttl": ("result_ttl", int),
+    b"failure_ttl": ("failure_ttl", int),
+    b"ttl": ("ttl", int),
+    b"retries_left": ("retries_left", int),
+    b"retry_intervals": ("retry_intervals", _int_list),
+    b"enqueue_at_front_on_retry": ("enqueue_at_front_on_retry", _flag),
+    b"meta": ("meta", lambda raw: _decode_meta(raw)),
+    b"dependency_ids": ("dependency_ids", _str_list),
+    b"dependency_id": (_LEGACY_PARENT, bytes.decode),
+    b"allow_dependency_failures": ("allow_dependency_failures", _flag),
+    b"success_callback_name": ("success_callback_name", bytes.decode),
+    b"failure_callback_name": ("failure_callback_name", bytes.decode),
+    b"stopped_callback_name": ("stopped_callback_name", bytes.decode),
+    b"success_callback_timeout": ("success_callback_timeout", int),
+    b"failure_callback_timeout": ("failure_callback_timeout", int),
+    b"stopped_callback_timeout": ("stopped_callback_timeout", int),
+}
+
+
 def _decode_meta(raw: bytes | None) -> dict[str, Any]:
     if not raw:
         return {}
@@ -406,8 +455,3 @@ def _decode_meta(raw: bytes | None) -> dict[str, Any]:
     except DeserializationError:
         return {"unserialized": raw}
     return meta if isinstance(meta, dict) else {"unserialized": raw}
-
-
-def _legacy_dependency(mapping: Mapping[bytes, bytes]) -> list[str]:
-    legacy = mapping.get(b"dependency_id")
-    return [legacy.decode()] if legacy else []
