@@ -22,7 +22,6 @@ from redis.typing import EncodableT
 
 from . import _scripts, keys
 from ._multiplexer import Multiplexer
-from .dependencies import enqueue_dependent
 from .eager import run_eagerly
 from .errors import InvalidJobError, NoSuchJobError
 from .job import (
@@ -147,9 +146,11 @@ class EnqueueData:
     fields: dict[str, EncodableT]  # the hash fields a job has only when an option is set
 
     def script_args(self, origin: str, status: JobStatus, where: str) -> list[EncodableT]:
-        """``enqueue.lua``'s arguments for writing this job with ``status``."""
+        """``enqueue.lua``'s arguments for writing this job with ``status`` (which the
+        script turns into ``deferred`` if a parent is not done)."""
         fields = self.fields
-        if status in (JobStatus.SCHEDULED, JobStatus.DEFERRED) and self.at_front:
+        may_wait = status in (JobStatus.SCHEDULED, JobStatus.DEFERRED) or self.depends_on
+        if may_wait and self.at_front:
             fields = {**fields, "enqueue_at_front": 1}  # rq's flag for a later push
         return [
             status.value,
@@ -160,6 +161,10 @@ class EnqueueData:
             self.payload,
             self.description,
             self.timeout,
+            int(self.created_at.timestamp()),
+            "1" if self.allow_dependency_failures else "",
+            len(self.depends_on),
+            *self.depends_on,
             *(item for pair in fields.items() for item in pair),
         ]
 
@@ -308,11 +313,10 @@ class Queue:
     async def enqueue_many(self, jobs: Iterable[EnqueueData]) -> list[Job]:
         """Write any number of prepared jobs in one MULTI (one round trip, all or nothing).
 
-        Jobs with ``depends_on`` are not accepted here; enqueue them one by one.
+        A job with ``depends_on`` is written ``deferred`` when a parent is not done yet
+        (parents earlier in the same call count as they are at that point).
         """
         jobs = list(jobs)
-        if any(data.depends_on for data in jobs):
-            raise InvalidJobError("enqueue_many does not take jobs with depends_on")
         if self.eager:
             return [await self._run_eagerly(data) for data in jobs]
         connection = self.connection
@@ -320,8 +324,11 @@ class Queue:
             _scripts.ENQUEUE.load_in(pipe)
             for data in jobs:
                 _scripts.ENQUEUE.call_in(pipe, *self.write_args(data))
-            await pipe.execute()
-        return [self._job(data, connection, JobStatus.QUEUED) for data in jobs]
+            written = (await pipe.execute())[1:]
+        return [
+            self._job(data, connection, JobStatus(status.decode()))
+            for data, status in zip(jobs, written, strict=True)
+        ]
 
     async def enqueue_call(
         self,
@@ -339,11 +346,8 @@ class Queue:
         data = self.prepare_data(func, args, kwargs, **options)
         if self.eager:
             return await self._run_eagerly(data)
-        connection = self.connection
-        if data.depends_on:
-            return self._job(data, connection, await enqueue_dependent(self, data))
-        await _scripts.ENQUEUE(self.multiplexer, *self.write_args(data))
-        return self._job(data, connection, JobStatus.QUEUED)
+        written = await _scripts.ENQUEUE(self.multiplexer, *self.write_args(data))
+        return self._job(data, self.connection, JobStatus(written.decode()))
 
     async def enqueue(self, f: Callable[..., Any] | str, *args: Any, **kwargs: Any) -> Job:
         """Enqueue ``f(*args, **kwargs)``; rq's option names are taken out of ``kwargs``
@@ -400,13 +404,6 @@ class Queue:
         return job if job.origin == self.name else None
 
     async def empty(self) -> int:
-        """Delete every waiting job of this queue (ids and hashes); return how many."""
-        connection = self.connection
-        ids: list[bytes] = await connection.lrange(self.key, 0, -1)  # type: ignore[assignment]
-        async with connection.pipeline(transaction=True) as pipe:
-            pipe.delete(self.key)
-            for raw_id in ids:
-                job_id = raw_id.decode()
-                pipe.delete(keys.job(job_id), keys.results(job_id), keys.dependents(job_id))
-            await pipe.execute()
-        return len(ids)
+        """Delete every waiting job of this queue (ids and hashes) in one atomic step;
+        return how many."""
+        return int(await _scripts.EMPTY(self.multiplexer, [self.key], []))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import time
@@ -26,7 +27,6 @@ from aiorq_flask import (
     Queue,
     Retry,
     SerializationError,
-    dependencies,
 )
 
 from . import job_funcs, tasks
@@ -85,26 +85,6 @@ def assert_recent(moment: datetime) -> None:
 class Greeter:
     def greet(self) -> str:
         return "hello"
-
-
-def change_after_status_read(
-    monkeypatch: pytest.MonkeyPatch, client: redis.Redis, key: str, field: str, value: str
-) -> list[int]:
-    """Make another client write ``field value`` to ``key`` right after ``depends_on``'s
-    first read of the parents' statuses: between its WATCH and its EXEC, as a worker
-    finishing a parent would. Returns the list of read counts, one entry per read."""
-    read = dependencies._statuses
-    reads: list[int] = []
-
-    async def read_then_change(connection: Any, job_keys: list[str]) -> list[bytes | None]:
-        statuses = await read(connection, job_keys)
-        reads.append(len(job_keys))
-        if len(reads) == 1:
-            client.hset(key, field, value)
-        return statuses
-
-    monkeypatch.setattr(dependencies, "_statuses", read_then_change)
-    return reads
 
 
 def nested_function_factory() -> Callable[[], int]:
@@ -309,11 +289,16 @@ async def test_enqueue_many_returns_jobs_with_their_arguments(queue: Queue) -> N
     assert [job.args for job in jobs] == [[0, 1], [1, 1], [2, 1]]
 
 
-async def test_enqueue_many_refuses_jobs_with_depends_on(queue: Queue) -> None:
+async def test_enqueue_many_writes_a_job_whose_parent_waits_as_deferred(
+    queue: Queue, sync_redis: redis.Redis
+) -> None:
     parent = await queue.enqueue(tasks.add, 1, 2)
 
-    with pytest.raises(InvalidJobError, match="depends_on"):
-        await queue.enqueue_many([queue.prepare_data(tasks.add, (1, 2), depends_on=parent)])
+    [child] = await queue.enqueue_many([queue.prepare_data(tasks.add, (1, 2), depends_on=parent)])
+
+    assert child.status is JobStatus.DEFERRED
+    assert sync_redis.hget(f"rq:job:{child.id}", "status") == b"deferred"
+    assert sync_redis.zscore("rq:deferred:default", child.id) is not None
 
 
 # -- bad input ---------------------------------------------------------------------------
@@ -797,36 +782,22 @@ async def test_deferred_job_with_at_front_goes_to_the_front_when_released(
     assert sync_redis.lrange("rq:queue:low", 0, -1) == [child.id.encode(), waiting.id.encode()]
 
 
-async def test_depends_on_stays_deferred_when_a_parent_changes_during_the_check(
-    queue: Queue, sync_redis: redis.Redis, monkeypatch: pytest.MonkeyPatch
+async def test_depends_on_checks_and_writes_in_one_script_call_without_a_pooled_connection(
+    make_quart_app: Callable[..., Quart], redis_url: str, sync_redis: redis.Redis
 ) -> None:
-    parents = await queue.enqueue_many([queue.prepare_data(tasks.add, (i, i)) for i in range(3)])
-    reads = change_after_status_read(monkeypatch, sync_redis, parents[0].key, "status", "queued")
-
-    child = await queue.enqueue(tasks.add, 1, 2, depends_on=parents)
-
-    assert reads == [3, 3]  # the first MULTI was refused, and the check ran again
+    app = make_quart_app(RQ_CONNECTION=f"{redis_url}?max_connections=1")
+    rq = AsyncRQ(app)
+    async with app.app_context():
+        parent = await rq.queue.enqueue(tasks.add, 1, 2)
+        # The pool's only connection is held by a blocking read for the whole call.
+        hold = asyncio.create_task(rq.queue.connection.blpop(["nothing-comes"], timeout=2))
+        await asyncio.sleep(0.05)
+        child = await asyncio.wait_for(rq.queue.enqueue(tasks.add, 3, 4, depends_on=parent), 1)
+        hold.cancel()
+        await rq.state().pools.aclose()
 
     assert sync_redis.hget(f"rq:job:{child.id}", "status") == b"deferred"
-    assert sync_redis.zscore("rq:deferred:default", child.id) is not None
-
-
-async def test_depends_on_queues_the_job_when_the_last_parent_finishes_during_the_check(
-    queue: Queue, sync_redis: redis.Redis, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    parents = await queue.enqueue_many([queue.prepare_data(tasks.add, (i, i)) for i in range(3)])
-    for parent in parents[1:]:
-        sync_redis.hset(parent.key, "status", "finished")
-    reads = change_after_status_read(monkeypatch, sync_redis, parents[0].key, "status", "finished")
-
-    child = await queue.enqueue(tasks.add, 1, 2, depends_on=parents)
-
-    assert reads == [3, 3]
-
-    mapping = sync_redis.hgetall(f"rq:job:{child.id}")
-    assert mapping[b"status"] == b"queued"
-    assert TS.fullmatch(mapping.get(b"enqueued_at", b""))
-    assert child.id.encode() in sync_redis.lrange("rq:queue:default", 0, -1)
+    assert sync_redis.smembers(f"rq:job:{parent.id}:dependents") == {child.id.encode()}
 
 
 async def test_retry_writes_retries_left_and_intervals_as_json(

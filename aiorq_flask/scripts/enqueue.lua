@@ -2,13 +2,30 @@
 -- push (or the scheduled entry) in one atomic step, so no worker can pop an id before its
 -- hash exists. Fields that are the same for every new job are spelled here, so a call
 -- carries only what varies.
+-- With parents (depends_on, spec §5.3), the check of their statuses and the write are this
+-- same atomic step: a job whose parents are not all done is written 'deferred' instead,
+-- and booked where the worker that finishes a parent looks for it. (rq's WATCH sequence
+-- holds a connection across round trips; this needs none and cannot race.)
 -- KEYS: job key, queue key.
 -- ARGV: status ('queued' | 'scheduled' | 'deferred' | 'started'), where ('R' RPUSH,
 --       'L' LPUSH, a due epoch for 'scheduled', '' for no push), queue name, ttl or '',
---       created_at (rq ts), data, description, timeout, then optional field/value pairs.
+--       created_at (rq ts), data, description, timeout, now (integer epoch), '1' if a
+--       failed parent counts as done, the number of parents n, the n parent ids, then
+--       optional field/value pairs.
+-- Returns the status written.
 local job, queue = KEYS[1], KEYS[2]
 local status, where, origin, ttl = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local id = string.sub(job, 8)  -- after 'rq:job:'
+local allow_failed, parent_count = ARGV[10] == '1', tonumber(ARGV[11])
+local parents = {unpack(ARGV, 12, 11 + parent_count)}
+for _, parent in ipairs(parents) do
+  local parent_status = redis.call('HGET', 'rq:job:' .. parent, 'status')
+  local done = parent_status == false or parent_status == 'finished'  -- gone: it expired
+    or (allow_failed and parent_status == 'failed')
+  if not done then
+    status, where = 'deferred', ''
+  end
+end
 local fields = {'status', status, 'created_at', ARGV[5], 'data', ARGV[6],
   'success_callback_name', '', 'failure_callback_name', '', 'stopped_callback_name', '',
   'started_at', '', 'ended_at', '', 'last_heartbeat', '', 'worker_name', '', 'group_id', '',
@@ -17,7 +34,7 @@ if status == 'queued' then
   fields[#fields + 1] = 'enqueued_at'
   fields[#fields + 1] = ARGV[5]
 end
-for i = 9, #ARGV do
+for i = 12 + parent_count, #ARGV do
   fields[#fields + 1] = ARGV[i]
 end
 redis.call('HSET', job, unpack(fields))
@@ -34,4 +51,11 @@ elseif where == 'L' then
 elseif where ~= '' then
   redis.call('ZADD', 'rq:scheduled:' .. origin, where, id)
 end
-return 1
+if status == 'deferred' then
+  redis.call('ZADD', 'rq:deferred:' .. origin, ARGV[9], id)
+  for _, parent in ipairs(parents) do
+    redis.call('SADD', 'rq:job:' .. parent .. ':dependents', id)
+    redis.call('SADD', 'rq:job::' .. id .. ':dependencies', parent)
+  end
+end
+return status
