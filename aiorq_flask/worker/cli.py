@@ -11,42 +11,56 @@ import importlib
 import logging
 import os
 import sys
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import anyio
+
+from ..errors import ConfigError
 
 if TYPE_CHECKING:
     from .._extension import AsyncRQ
 
 APP_ENV_VARS = ("QUART_APP", "FLASK_APP")
+USAGE_ERROR = 2  # exit status for a command line or config the worker cannot start with
 _APP_NAMES = ("app", "application", "create_app", "make_app")
+
+
+def fail(message: str) -> NoReturn:
+    """End the command with one line on stderr and exit status 2, no traceback."""
+    print(f"error: {message}", file=sys.stderr)
+    raise SystemExit(USAGE_ERROR)
 
 
 def load_app(spec: str | None) -> Any:
     """Import ``module:attribute`` (an app, or a factory called with no arguments).
 
-    Without a spec, ``QUART_APP`` then ``FLASK_APP`` are used. Raises ``SystemExit`` with
-    a message naming what could not be found.
+    Without a spec, ``QUART_APP`` then ``FLASK_APP`` are used. Exits (status 2) with a
+    line naming what could not be found, or the config error the app raised.
     """
     spec = spec or next((os.environ[v] for v in APP_ENV_VARS if os.environ.get(v)), None)
     if not spec:
-        raise SystemExit("no app given: pass --app module:app (or set QUART_APP / FLASK_APP)")
+        fail("no app given: pass --app module:app (or set QUART_APP / FLASK_APP)")
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
     module_name, _, attribute = spec.partition(":")
     try:
         module = importlib.import_module(module_name)
     except ImportError as error:
-        raise SystemExit(f"cannot import the app module {module_name!r}: {error}") from None
+        fail(f"cannot import the app module {module_name!r}: {error}")
+    except ConfigError as error:
+        fail(f"the app's config: {error}")
     names = [attribute] if attribute else list(_APP_NAMES)
     for name in names:
         found = getattr(module, name.removesuffix("()"), None)
         if found is None:
             continue
-        app = found if hasattr(found, "extensions") else found()
+        try:
+            app = found if hasattr(found, "extensions") else found()
+        except ConfigError as error:
+            fail(f"the app's config: {error}")
         if hasattr(app, "extensions"):
             return app
-    raise SystemExit(f"no Flask or Quart app found in {spec!r} (looked for {', '.join(names)})")
+    fail(f"no Flask or Quart app found in {spec!r} (looked for {', '.join(names)})")
 
 
 def extension_of(app: Any) -> AsyncRQ:
@@ -55,7 +69,7 @@ def extension_of(app: Any) -> AsyncRQ:
     try:
         return app.extensions[EXTENSION_KEY]  # type: ignore[no-any-return]
     except KeyError:
-        raise SystemExit(f"app {app.name!r} has no AsyncRQ extension: call AsyncRQ(app)") from None
+        fail(f"app {app.name!r} has no AsyncRQ extension: call AsyncRQ(app)")
 
 
 def add_worker_options(parser: argparse.ArgumentParser) -> None:
@@ -82,17 +96,20 @@ def run_worker(app: Any, options: argparse.Namespace) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     queues = options.queues.split(",") if options.queues else None
-    worker = extension_of(app).make_worker(
-        connection=options.connection,
-        app=app,
-        queues=queues,
-        concurrency=options.concurrency,
-        name=options.name,
-        max_jobs=options.max_jobs,
-        prefetch=options.prefetch,
-        heartbeat=options.heartbeat,
-        grace_period=options.grace_period,
-    )
+    try:
+        worker = extension_of(app).make_worker(
+            connection=options.connection,
+            app=app,
+            queues=queues,
+            concurrency=options.concurrency,
+            name=options.name,
+            max_jobs=options.max_jobs,
+            prefetch=options.prefetch,
+            heartbeat=options.heartbeat,
+            grace_period=options.grace_period,
+        )
+    except (ConfigError, ValueError) as error:
+        fail(str(error))
     anyio.run(worker.work, options.burst)
 
 
