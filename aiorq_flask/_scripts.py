@@ -12,10 +12,21 @@ import hashlib
 from importlib import resources
 from typing import Any
 
+import msgpack  # type: ignore[import-untyped]
 from redis.asyncio.client import Pipeline
 from redis.exceptions import NoScriptError
 
 from ._multiplexer import Multiplexer
+
+
+def pack_argument(value: Any) -> bytes:
+    """One msgpack argument for a script to ``cmsgpack.unpack``.
+
+    Redis's cmsgpack knows no bin type, so bytes travel as msgpack strings: a Lua string
+    is bytes either way, and ids that are not UTF-8 reach the script as they are.
+    """
+    packed: bytes = msgpack.packb(value, use_bin_type=False)
+    return packed
 
 
 class Script:
@@ -49,3 +60,4 @@ HEARTBEAT = Script("heartbeat")
 SWEEP = Script("sweep")
 SCHEDULE = Script("schedule")
 RELEASE_LOCKS = Script("release_locks")
+EMPTY = Script("empty")

@@ -23,7 +23,6 @@ from .execution import (
     import_function,
 )
 from .job import DEFAULT_FAILURE_TTL, DEFAULT_RESULT_TTL, Job, JobStatus, now_ts
-from .serializer import MsgpackSerializer
 
 if TYPE_CHECKING:
     from .queue import EnqueueData, Queue
@@ -61,7 +60,7 @@ async def run_eagerly(queue: Queue, data: EnqueueData) -> Job:
             now_ts(),
             DEFAULT_RESULT_TTL,
             DEFAULT_FAILURE_TTL,
-            MsgpackSerializer.dumps(
+            _scripts.pack_argument(
                 [
                     [
                         data.job_id,

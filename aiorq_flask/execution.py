@@ -42,6 +42,11 @@ def import_function(func_name: str) -> Callable[..., Any]:
                 ) from None
             module_name, _, attribute = module_name.rpartition(".")
             attributes.insert(0, attribute)
+        except (Exception, SystemExit) as error:  # the module itself fails as it loads
+            raise InvalidJobError(
+                f"cannot import job function {func_name!r}: importing module "
+                f"{module_name!r} raised {error!r}"
+            ) from error
     if obj is None:
         obj = importlib.import_module("builtins")
     try:

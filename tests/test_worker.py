@@ -406,14 +406,15 @@ async def test_job_with_an_unknown_function_fails_naming_the_function(
     assert "tests.nope.missing" in outcome.exc_string
 
 
-async def test_job_id_without_a_hash_fails_with_a_message_naming_it(
+async def test_job_id_without_a_hash_is_dropped_and_nothing_is_written_for_it(
     bad_jobs: SimpleNamespace, sync_redis: redis.Redis
 ) -> None:
-    outcome = latest_result(sync_redis, bad_jobs.missing)
+    missing = bad_jobs.missing
 
-    assert outcome is not None and outcome.type == 2, "no failed result for the missing job"
-    assert bad_jobs.missing in outcome.exc_string
-    assert sync_redis.zscore("rq:failed:default", bad_jobs.missing) is not None
+    assert latest_result(sync_redis, missing) is None
+    assert sync_redis.zscore("rq:failed:default", missing) is None
+    assert not sync_redis.exists(f"rq:job:{missing}")
+    assert missing.encode() not in sync_redis.lrange("rq:queue:default", 0, -1)
 
 
 async def test_good_jobs_around_bad_ones_succeed(

@@ -1,40 +1,46 @@
 -- Claim up to ARGV[2] waiting jobs for one worker, queues in priority order (KEYS).
 -- Popping the id and booking it in rq:wip:<origin> happen in this one atomic step, so a
 -- claimed id is never held only in a worker's memory (spec §5.5, A and B merged).
--- ARGV: worker name, max jobs, now (float), now (rq ts), wip ttl, execution id prefix
--- (24 random hex digits; the claim's index completes each 32-digit execution id).
--- Returns {id, execution id, origin, {data, timeout, callback names}} per claimed job;
--- data is false when the hash is gone or has no data (the worker fails such ids).
+-- KEYS: the queue keys. ARGV: worker name, max jobs, now (float), now (rq ts), wip ttl,
+-- execution id prefix (24 random hex digits; the claim's index completes each 32-digit
+-- execution id), then the queue names in the order of KEYS.
+-- Returns, per popped id, {id, execution id, origin, HGETALL of the job as it was}; the
+-- worker decodes and validates the hash and fails the jobs it cannot read. Two kinds of id
+-- are dropped, not booked: {id, false, 'missing'} when the job hash is gone (its ttl ran
+-- out while it waited, or it was deleted), and {id, false, <status>} when the job already
+-- ended (finished, failed, stopped, canceled): running it again would run it twice.
 -- Returns -1 and claims nothing while `rq suspend` is in force.
 local worker, max = ARGV[1], tonumber(ARGV[2])
 local now, ts, ttl = tonumber(ARGV[3]), ARGV[4], tonumber(ARGV[5])
--- What the worker needs to run a job (see FIELDS), read before the bookkeeping; origin last.
-local FIELDS = {'data', 'timeout', 'success_callback_name', 'failure_callback_name',
-  'stopped_callback_name', 'origin'}
+local ENDED = {finished = true, failed = true, stopped = true, canceled = true}
 if redis.call('EXISTS', 'rq:suspended') == 1 then
   redis.call('HSET', 'rq:worker:' .. worker, 'state', 'suspended')
   return -1
 end
-local claimed = {}
-for _, queue_key in ipairs(KEYS) do
+local executions = 'rq:worker:' .. worker .. ':executions'
+local claimed, last_booked = {}, nil
+for q, queue_key in ipairs(KEYS) do
   local room = max - #claimed
   if room <= 0 then break end
   local ids = redis.call('LPOP', queue_key, room)
   if ids then
     for _, id in ipairs(ids) do
-      local exec = ARGV[6] .. string.format('%08x', #claimed)
       local job = 'rq:job:' .. id
-      local fields = redis.call('HMGET', job, unpack(FIELDS))
-      local origin = fields[6] or string.sub(queue_key, 10)
-      fields[6] = nil
-      -- Every claimed execution, even of an id without a job, stays in the worker's set
-      -- until finish.lua records its outcome (which it does once only).
-      local member = id .. ':' .. exec
-      redis.call('SADD', 'rq:worker:' .. worker .. ':executions', member)
-      if not fields[1] then
-        fields = {}
+      local hash = redis.call('HGETALL', job)
+      local status = redis.call('HGET', job, 'status')
+      if #hash == 0 then
+        claimed[#claimed + 1] = {id, false, 'missing'}
+      elseif status and ENDED[status] then
+        claimed[#claimed + 1] = {id, false, status}
       else
+        local exec = ARGV[6] .. string.format('%08x', #claimed)
+        local origin = redis.call('HGET', job, 'origin')
+        if not origin or origin == '' then origin = ARGV[6 + q] end
+        local member = id .. ':' .. exec
         local execution = 'rq:execution:' .. id .. ':' .. exec
+        -- Only finish.lua (or a heartbeat, for a claim whose reply was lost) takes the
+        -- member out of the worker's set: a batch sent again must not record twice.
+        redis.call('SADD', executions, member)
         redis.call('HSET', execution, 'id', exec, 'job_id', id, 'created_at', ARGV[3],
           'last_heartbeat', ARGV[3], 'worker_name', worker)
         redis.call('EXPIRE', execution, ttl)
@@ -44,15 +50,15 @@ for _, queue_key in ipairs(KEYS) do
         redis.call('HSET', job, 'status', 'started', 'started_at', ts, 'last_heartbeat', ts,
           'worker_name', worker)
         redis.call('PERSIST', job)
+        claimed[#claimed + 1] = {id, exec, origin, hash}
+        last_booked = id
       end
-      claimed[#claimed + 1] = {id, exec, origin, fields}
     end
   end
 end
-if #claimed > 0 then
-  local worker_key = 'rq:worker:' .. worker
-  redis.call('HSET', worker_key, 'state', 'busy', 'last_heartbeat', ts,
-    'current_job', claimed[#claimed][1])
-  redis.call('EXPIRE', 'rq:worker:' .. worker .. ':executions', ttl + 60)
+if last_booked then
+  redis.call('HSET', 'rq:worker:' .. worker, 'state', 'busy', 'last_heartbeat', ts,
+    'current_job', last_booked)  -- rq 2.12 reads current_job
+  redis.call('EXPIRE', executions, ttl + 60)
 end
 return claimed

@@ -2,19 +2,26 @@
 -- whole batch, so a busy worker writes many outcomes in one round trip.
 -- ARGV: worker name ('' in eager mode), now (float), now (rq ts), default result ttl,
 --       default failure ttl, then one msgpack array holding, per execution, an array of
---       seven strings: job id, execution id, queue it was claimed from, outcome, payload,
---       execution started at (float), working seconds. (One packed argument instead of
---       seven per job: encoding arguments is most of a big batch's client-side cost.)
--- outcome: 'finished' | 'failed' | 'stopped' | 'requeue' (worker shutdown: back to the front).
+--       seven strings: job id, execution id, origin it was booked under at claim, outcome,
+--       payload, execution started at (float), working seconds. (One packed argument
+--       instead of seven per job: encoding arguments is most of a big batch's cost.)
+-- outcome: 'finished' | 'failed' | 'stopped' | 'invalid' (the worker could not read the
+-- job: failed, never retried) | 'requeue' (worker shutdown: back to the front) |
+-- 'release' (a second claim of a job this worker runs already: only its booking goes).
 -- payload: base64 return value ('' for None) when finished, base64 exc_string otherwise.
 -- Returns, per execution, what was written: a failed job with retries left is 'retried'
--- or 'scheduled'; 'gone' when the job hash no longer exists (a failure is still recorded
--- in the results stream and the failed registry, so the id's fate stays visible);
+-- or 'scheduled'; 'gone' when the job hash no longer exists (nothing is written for it);
 -- 'recorded' when this execution's outcome was written before (nothing is written).
+-- Nothing here raises on what a job hash holds: a field that is not a number counts as
+-- absent, so an outcome is never half written.
 local worker, now_text, ts = ARGV[1], ARGV[2], ARGV[3]
 local now = tonumber(now_text)
 local default_result_ttl, default_failure_ttl = tonumber(ARGV[4]), tonumber(ARGV[5])
 local worker_key = 'rq:worker:' .. worker
+
+local function number(value, default)
+  return tonumber(value) or default
+end
 
 local function count(field, working)
   if worker ~= '' then  -- '' is eager mode: no worker hash to count in
@@ -31,6 +38,12 @@ local function push(queue, id, at_front)
   end
 end
 
+local function retry_interval(job, retries_left)
+  local ok, intervals = pcall(cjson.decode, redis.call('HGET', job, 'retry_intervals') or '[]')
+  if not ok or type(intervals) ~= 'table' then intervals = {} end
+  return number(intervals[math.max(#intervals - retries_left, 0) + 1], 0)
+end
+
 local function release_dependents(id, dependents, parent_failed)
   for _, dep in ipairs(redis.call('SMEMBERS', dependents)) do
     local dep_key = 'rq:job:' .. dep
@@ -43,8 +56,8 @@ local function release_dependents(id, dependents, parent_failed)
           ready = false
         end
       end
-      if ready then
-        local dep_origin = redis.call('HGET', dep_key, 'origin')
+      local dep_origin = redis.call('HGET', dep_key, 'origin')
+      if ready and dep_origin then
         redis.call('ZREM', 'rq:deferred:' .. dep_origin, dep)
         redis.call('HSET', dep_key, 'status', 'queued', 'enqueued_at', ts)
         push('rq:queue:' .. dep_origin, dep, redis.call('HGET', dep_key, 'enqueue_at_front') == '1')
@@ -54,41 +67,38 @@ local function release_dependents(id, dependents, parent_failed)
   end
 end
 
-local function finish(id, exec, claimed_from, outcome, payload, started, working)
+local function finish(id, exec, booked_origin, outcome, payload, started, working)
   local job = 'rq:job:' .. id
   local results = 'rq:results:' .. id
   local dependents = 'rq:job:' .. id .. ':dependents'
   local dependencies = 'rq:job::' .. id .. ':dependencies'
   local member = id .. ':' .. exec
 
-  if worker ~= '' then
-    -- Claim put the execution in the worker's set and only this step takes it out: a
-    -- batch sent again after its reply was lost must not count or record twice.
-    if redis.call('SREM', worker_key .. ':executions', member) == 0 then
-      return 'recorded'
-    end
-    if redis.call('HGET', worker_key, 'current_job') == id then
-      redis.call('HDEL', worker_key, 'current_job')
-    end
+  -- Claim put the member in the worker's set and in rq:wip; only this step takes it out
+  -- of both. In neither: this outcome was recorded before (a batch resent after its reply
+  -- was lost). In the set only: a sweep took the job for abandoned meanwhile; this run's
+  -- outcome stands.
+  local in_set = worker ~= '' and redis.call('SREM', worker_key .. ':executions', member) == 1
+  local in_wip = redis.call('ZREM', 'rq:wip:' .. booked_origin, member) == 1
+  if worker ~= '' and not in_set and not in_wip then
+    return 'recorded'
   end
-  local origin = redis.call('HGET', job, 'origin')
+  if worker ~= '' and redis.call('HGET', worker_key, 'current_job') == id then
+    redis.call('HDEL', worker_key, 'current_job')
+  end
   redis.call('DEL', 'rq:execution:' .. id .. ':' .. exec)
   redis.call('ZREM', 'rq:executions:' .. id, exec)
-  if not origin then
-    if outcome == 'failed' then
-      redis.call('ZADD', 'rq:failed:' .. claimed_from, now + default_failure_ttl, id)
-      redis.call('XADD', results, 'MAXLEN', '~', '10', '*', 'type', '2', 'worker_name', worker,
-        'exc_string', payload, 'execution_id', exec, 'execution_started_at', started,
-        'execution_ended_at', now_text)
-      redis.call('EXPIRE', results, default_failure_ttl)
-    end
-    return 'gone'
+  if outcome == 'release' then
+    return 'released'
   end
+  if redis.call('EXISTS', job) == 0 then
+    return 'gone'  -- deleted while it ran, or its ttl ran out: nothing to record it in
+  end
+  local origin = redis.call('HGET', job, 'origin')
+  if not origin or origin == '' then origin = booked_origin end
   local queue = 'rq:queue:' .. origin
-  local was_booked = redis.call('ZREM', 'rq:wip:' .. origin, member) == 1
-  if not was_booked and redis.call('HGET', job, 'status') == 'queued' then
-    -- a sweep took this run for abandoned and requeued it: this run's outcome stands
-    redis.call('LREM', queue, 1, id)
+  if not in_wip and redis.call('HGET', job, 'status') == 'queued' then
+    redis.call('LREM', queue, 1, id)  -- the copy a sweep put back: this run stands
   end
 
   local function expire_job(ttl)
@@ -105,7 +115,7 @@ local function finish(id, exec, claimed_from, outcome, payload, started, working
 
   if outcome == 'finished' then
     count('successful_job_count', working)
-    local ttl = tonumber(redis.call('HGET', job, 'result_ttl') or default_result_ttl)
+    local ttl = number(redis.call('HGET', job, 'result_ttl'), default_result_ttl)
     release_dependents(id, dependents, false)
     if ttl == 0 then
       redis.call('DEL', job, dependents, dependencies, results)
@@ -133,12 +143,11 @@ local function finish(id, exec, claimed_from, outcome, payload, started, working
     return 'finished'
   end
 
-  -- failed or stopped
+  -- failed, invalid or stopped
   count('failed_job_count', working)
-  local retries_left = tonumber(redis.call('HGET', job, 'retries_left'))
-  if outcome == 'failed' and retries_left and retries_left > 0 then
-    local intervals = cjson.decode(redis.call('HGET', job, 'retry_intervals') or '[]')
-    local interval = intervals[math.max(#intervals - retries_left, 0) + 1] or 0
+  local retries_left = number(redis.call('HGET', job, 'retries_left'), 0)
+  if outcome == 'failed' and retries_left > 0 then
+    local interval = retry_interval(job, retries_left)
     redis.call('HSET', job, 'retries_left', retries_left - 1, 'ended_at', ts)
     if interval <= 0 then
       redis.call('HSET', job, 'status', 'queued', 'enqueued_at', ts)
@@ -151,15 +160,16 @@ local function finish(id, exec, claimed_from, outcome, payload, started, working
     return 'scheduled'
   end
 
-  local failure_ttl_field = redis.call('HGET', job, 'failure_ttl')
-  local ttl = tonumber(failure_ttl_field or default_failure_ttl)
+  if outcome == 'invalid' then outcome = 'failed' end
+  local failure_ttl = tonumber(redis.call('HGET', job, 'failure_ttl'))
+  local ttl = failure_ttl or default_failure_ttl
   redis.call('HSET', job, 'status', outcome, 'ended_at', ts, 'last_heartbeat', ts)
   expire_job(ttl)
   redis.call('ZADD', 'rq:failed:' .. origin, now + ttl, id)
   redis.call('XADD', results, 'MAXLEN', '~', '10', '*', 'type', '2', 'worker_name', worker,
     'exc_string', payload, 'execution_id', exec, 'execution_started_at', started,
     'execution_ended_at', now_text)
-  if failure_ttl_field then
+  if failure_ttl then
     redis.call('EXPIRE', results, ttl)
   end
   if outcome == 'failed' then

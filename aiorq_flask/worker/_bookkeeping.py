@@ -13,7 +13,8 @@ import os
 import socket
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
 from redis.asyncio import Redis
@@ -29,18 +30,19 @@ SCHEDULER_LOCK_SECONDS = 61  # rq's: a lock outlives a missed tick or two
 SWEEP_BATCH = 100  # wip members rescued per queue and pass
 
 
-class Running(Protocol):
-    """What a heartbeat needs to know of a running job."""
+class Held(Protocol):
+    """What a heartbeat needs to know of an execution the worker holds."""
 
-    job_id: str
+    raw_id: bytes
     exec_id: str
-    origin: str
+    origin: bytes
+    ended: bool
 
 
 def wip_ttl(heartbeat: float) -> int:
     """Seconds a running job's ``rq:wip`` score stays ahead of now. Heartbeats renew it
-    every ``heartbeat`` seconds and sweeps run every half heartbeat, so a dead worker's
-    jobs are rescued within two heartbeats and a live one keeps half a heartbeat spare."""
+    every half ``heartbeat``, so a live worker keeps a whole heartbeat spare; a dead
+    worker's jobs are rescued once its registration has expired too (three heartbeats)."""
     return math.ceil(heartbeat * 1.5)
 
 
@@ -49,35 +51,45 @@ def worker_key_ttl(heartbeat: float) -> int:
     return math.ceil(heartbeat * 3)
 
 
-async def register(client: Redis, name: str, queues: Sequence[str], heartbeat: float) -> None:
+class NameTaken(RuntimeError):
+    """A live worker (registered, no ``death``) already has this name."""
+
+
+def registration(name: str, queues: Sequence[str], birth: str) -> dict[FieldT, EncodableT]:
+    """rq's worker hash fields (spec §2.2): written at start, and again by a heartbeat
+    that finds the hash gone (expired in an outage, or Redis lost its data)."""
+    return {
+        "birth": birth,
+        "queues": ",".join(queues),
+        "pid": str(os.getpid()),
+        "hostname": socket.gethostname(),
+        "ip_address": "",
+        "version": VERSION,
+        "python_version": sys.version.split()[0],
+    }
+
+
+async def register(
+    client: Redis,
+    name: str,
+    queues: Sequence[str],
+    heartbeat: float,
+    fields: Mapping[FieldT, EncodableT],
+) -> None:
     """Write ``rq:worker:<name>`` and add it to ``rq:workers`` and each ``rq:workers:<q>``.
 
-    Raises ``RuntimeError`` if a live worker already has that name (rq refuses it too).
+    Raises ``NameTaken`` if a live worker already has that name (rq refuses it too). The
+    executions set of an earlier worker of that name is dropped: that worker is dead, and
+    its jobs are now the sweep's to rescue.
     """
     worker_key = keys.worker(name)
     existing = await client.hgetall(worker_key)
     if existing and b"death" not in existing:
-        raise RuntimeError(f"a live worker named {name!r} already exists")
-    now = now_ts()
-    identity: dict[FieldT, EncodableT] = {
-        "hostname": socket.gethostname(),
-        "pid": os.getpid(),
-        "queues": ",".join(queues),
-    }
+        raise NameTaken(f"a live worker named {name!r} is registered")
+    now = fields["birth"]
     async with client.pipeline(transaction=True) as pipe:
-        pipe.delete(worker_key)
-        pipe.hset(
-            worker_key,
-            mapping={
-                **identity,
-                "birth": now,
-                "last_heartbeat": now,
-                "ip_address": "",
-                "version": VERSION,
-                "python_version": sys.version.split()[0],
-                "state": "idle",
-            },
-        )
+        pipe.delete(worker_key, keys.worker_executions(name))
+        pipe.hset(worker_key, mapping={**fields, "last_heartbeat": now, "state": "idle"})
         pipe.sadd(keys.WORKERS, worker_key)
         for queue in queues:
             pipe.sadd(keys.workers_on(queue), worker_key)
@@ -85,7 +97,14 @@ async def register(client: Redis, name: str, queues: Sequence[str], heartbeat: f
         scheduler_key = keys.scheduler(name)
         pipe.hset(
             scheduler_key,
-            mapping={**identity, "name": name, "created_at": now, "last_heartbeat": now},
+            mapping={
+                "name": name,
+                "hostname": fields["hostname"],
+                "pid": fields["pid"],
+                "queues": fields["queues"],
+                "created_at": now,
+                "last_heartbeat": now,
+            },
         )
         pipe.expire(scheduler_key, SCHEDULER_LOCK_SECONDS)
         await pipe.execute()
@@ -107,10 +126,29 @@ async def deregister(
         await pipe.execute()
 
 
+@dataclass(frozen=True)
+class Beat:
+    """What one heartbeat found (see ``scripts/heartbeat.lua``)."""
+
+    registered_again: bool
+    taken_back: int  # jobs a sweep requeued while the worker was away, taken back
+    run_elsewhere: int  # running here, and started by another worker too
+    orphans_requeued: int  # claimed by a claim whose reply was lost, put back
+
+
 async def heartbeat(
-    multiplexer: Multiplexer, name: str, running: Sequence[Running], heartbeat: float, busy: bool
-) -> None:
-    """Keep the worker key alive and push every running job's expiry forward."""
+    multiplexer: Multiplexer,
+    name: str,
+    fields: Mapping[FieldT, EncodableT],
+    queues: Sequence[str],
+    held: Sequence[Held],
+    heartbeat: float,
+) -> Beat:
+    """Keep the worker's registration and every held execution's booking alive.
+
+    Must not run while a claim is in flight: the executions it holds are what tells the
+    script which booked executions came from a claim whose reply was lost.
+    """
     now = time.time()
     args: list[object] = [
         name,
@@ -118,11 +156,17 @@ async def heartbeat(
         epoch_ts(now),
         wip_ttl(heartbeat),
         worker_key_ttl(heartbeat),
-        "busy" if busy else "idle",
+        "busy" if held else "idle",
+        len(fields),
+        *(item for pair in fields.items() for item in pair),
+        len(queues),
+        *queues,
     ]
-    for execution in running:
-        args += [execution.job_id, execution.exec_id, execution.origin]
-    await _scripts.HEARTBEAT(multiplexer, [], args)
+    for execution in held:
+        state = "ended" if execution.ended else "running"
+        args += [execution.raw_id, execution.exec_id, execution.origin, state]
+    found = await _scripts.HEARTBEAT(multiplexer, [], args)
+    return Beat(bool(found[0]), int(found[1]), int(found[2]), int(found[3]))
 
 
 async def sweep(

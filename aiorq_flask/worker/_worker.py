@@ -31,7 +31,8 @@ from redis.asyncio import Redis
 from .. import _scripts, keys
 from .._connections import block_slice, dedicated_client
 from .._multiplexer import Multiplexer
-from ..errors import ConfigError, InvalidJobError, JobTimeoutError
+from .._redis_errors import is_transient
+from ..errors import ConfigError, InvalidJobError, JobTimeoutError, NoSuchJobError
 from ..execution import (
     app_context,
     call,
@@ -46,12 +47,12 @@ from ..job import (
     DEFAULT_RESULT_TTL,
     Job,
     epoch_ts,
-    parse_timeout,
+    now_ts,
+    validate_job_id,
 )
 from ..payload import decode_data
-from ..serializer import MsgpackSerializer
 from . import _bookkeeping
-from ._loops import REDIS_ERRORS, Backoff, every
+from ._loops import Backoff, RedisHealth, every
 
 if TYPE_CHECKING:
     from .._extension import AppState
@@ -65,22 +66,40 @@ PEEK_SECONDS = 2.0  # how long one idle wait blocks before the fetch loop looks 
 class Execution:
     """One job this worker has claimed and not yet recorded the end of."""
 
-    job_id: str
+    raw_id: bytes  # the id as stored: any bytes a writer pushed, sent back as they are
+    job_id: str  # the id as text, for logs and rq's commands
     exec_id: str
-    origin: str
-    data: bytes | None  # None: the hash was gone or had no data when claimed
-    timeout: int
-    callbacks: tuple[bytes | None, bytes | None, bytes | None]  # success, failure, stopped
+    origin: bytes  # the queue it was booked under in rq:wip
+    job: Job | None  # None: the worker cannot read the job, and ``problem`` says why
+    problem: str | None = None
     started_at: float = field(default_factory=time.time)
     task: asyncio.Task[None] | None = None
     cancel_reason: str | None = None  # "timeout", "stopped" (stop-job), "requeue" (shutdown)
+    ended: bool = False  # its outcome is known, and on its way to finish.lua
+
+    @property
+    def timeout(self) -> int:
+        return self.job.timeout if self.job is not None else 0
 
 
 @dataclass(frozen=True)
 class Outcome:
     execution: Execution
-    status: str  # finished | failed | stopped | requeue
+    status: str  # finished | failed | stopped | invalid | requeue | release (see finish.lua)
     payload: str = ""
+
+
+def read_claimed(raw_id: bytes, fields: list[bytes], connection: Redis) -> tuple[Job | None, str]:
+    """Decode a claimed job's hash as rq would read it; ``(None, why)`` if it cannot be."""
+    job_id = raw_id.decode("utf-8", "backslashreplace")
+    try:
+        validate_job_id(job_id)
+        mapping = dict(zip(fields[::2], fields[1::2], strict=True))
+        if not mapping.get(b"origin"):
+            raise InvalidJobError(f"job {job_id!r} has no 'origin' field")
+        return Job.from_hash(job_id, mapping, connection), ""
+    except (InvalidJobError, NoSuchJobError) as error:
+        return None, f"the worker cannot read this job: {error}"
 
 
 class Worker:
@@ -88,7 +107,8 @@ class Worker:
 
     ``await worker.work()`` runs until SIGTERM/SIGINT (when run in the main thread),
     ``worker.request_stop()``, rq's shutdown command, or, with ``burst=True``, until the
-    queues are empty and every claimed job has been recorded.
+    queues are empty and every claimed job has been recorded. Cancelling ``work()`` puts
+    the jobs it runs back on their queues.
     """
 
     def __init__(
@@ -135,6 +155,8 @@ class Worker:
         self.wip_ttl = _bookkeeping.wip_ttl(heartbeat)
         self._pools = state.pools
         self._queue_keys = [keys.queue(q) for q in self.queues]
+        self._registration = _bookkeeping.registration(self.name, self.queues, now_ts())
+        self._health = RedisHealth()
         self._running: dict[str, Execution] = {}
         self._claimed_total = 0
         self._ended: list[Outcome] = []
@@ -168,25 +190,43 @@ class Worker:
         self._idle = anyio.Event()
         self._ended_event = anyio.Event()
         self._fetch_scope = anyio.CancelScope()
-        await _bookkeeping.register(self.redis, self.name, self.queues, self.heartbeat)
-        log.info(
-            "worker %s serving %s on %r", self.name, ", ".join(self.queues), self.connection_name
-        )
+        # A heartbeat tells claimed-but-lost executions from held ones: never during a claim.
+        self._claiming = anyio.Lock()
+        registered = False
         try:
             async with anyio.create_task_group() as upkeep:
-                self._start_upkeep(upkeep)
-                async with anyio.create_task_group() as recording:
-                    recording.start_soon(self._finish_loop)
-                    with self._fetch_scope:
-                        await self._fetch_loop(burst)
-                    await self._drain()
-                    self._accepting = False
-                    self._ended_event.set()
+                if threading.current_thread() is threading.main_thread():
+                    upkeep.start_soon(self._handle_signals)
+                with self._fetch_scope:  # a stop while Redis is still down ends here
+                    await self._register()
+                    registered = True
+                if registered and not self._stopping:
+                    log.info(
+                        "worker %s serving %s on %r",
+                        self.name,
+                        ", ".join(self.queues),
+                        self.connection_name,
+                    )
+                    self._start_upkeep(upkeep)
+                    await self._serve(burst)
                 upkeep.cancel_scope.cancel()
         finally:
-            with anyio.CancelScope(shield=True):
-                await _bookkeeping.deregister(self.redis, self.multiplexer, self.name, self.queues)
+            if registered:
+                with anyio.CancelScope(shield=True):
+                    await self._put_back_the_rest()
+                    await self._deregister()
         log.info("worker %s stopped after %d jobs", self.name, self.processed)
+
+    async def _serve(self, burst: bool) -> None:
+        """Claim and run jobs until stopped (or the burst is over), then drain."""
+        self._fetch_scope = anyio.CancelScope()
+        async with anyio.create_task_group() as recording:
+            recording.start_soon(self._finish_loop)
+            with self._fetch_scope:
+                await self._fetch_loop(burst)
+            await self._drain()
+            self._accepting = False
+            self._ended_event.set()
 
     def request_stop(self) -> None:
         """Stop taking jobs; running ones get the grace period, then are put back."""
@@ -197,13 +237,45 @@ class Worker:
         self._stopping = True
         self._fetch_scope.cancel()
 
+    async def _register(self) -> None:
+        """Register, waiting out Redis being down and a namesake's registration."""
+        backoff = Backoff(self._health)
+        while True:
+            try:
+                await _bookkeeping.register(
+                    self.redis, self.name, self.queues, self.heartbeat, self._registration
+                )
+            except _bookkeeping.NameTaken as error:
+                log.warning(
+                    "%s: waiting for it to end or expire (a killed worker's does within "
+                    "three heartbeats)",
+                    error,
+                )
+                await anyio.sleep(self.heartbeat)
+                continue
+            except Exception as error:
+                await backoff.wait(error, "registering the worker")
+                continue
+            self._health.answered()
+            return
+
+    async def _deregister(self) -> None:
+        with anyio.move_on_after(5):
+            backoff = Backoff(self._health)
+            while True:
+                try:
+                    await _bookkeeping.deregister(
+                        self.redis, self.multiplexer, self.name, self.queues
+                    )
+                    return
+                except Exception as error:
+                    await backoff.wait(error, "deregistering the worker")
+        log.warning("could not deregister; the registration expires by itself")
+
     def _start_upkeep(self, group: TaskGroup) -> None:
-        group.start_soon(every, self.heartbeat, self._send_heartbeat)
-        group.start_soon(every, self.heartbeat / 2, self._sweep)
-        group.start_soon(every, 1.0, self._schedule)
+        group.start_soon(every, self.heartbeat / 2, self._upkeep, self._health)
+        group.start_soon(every, 1.0, self._schedule, self._health)
         group.start_soon(self._listen_for_commands)
-        if threading.current_thread() is threading.main_thread():
-            group.start_soon(self._handle_signals)
 
     async def _drain(self) -> None:
         """Put back jobs claimed ahead; wait for running jobs up to the grace period, then
@@ -211,14 +283,37 @@ class Worker:
         while self._ready and self._stopping:
             execution = self._ready.popleft()
             execution.cancel_reason = execution.cancel_reason or "requeue"
-            self._ended.append(await self._cancelled(execution))
-            self._ended_event.set()
+            self._ended_one(await self._cancelled(execution))
         if self._running and self._stopping:
             log.info("waiting up to %gs for %d running jobs", self.grace_period, len(self._running))
             with anyio.move_on_after(self.grace_period):
                 await self._wait_idle()
             self._cancel_running("requeue")
         await self._wait_idle()
+
+    async def _put_back_the_rest(self) -> None:
+        """After ``work()`` was cancelled from outside: cancel the jobs still running, put
+        them and the jobs claimed ahead back on their queues, and record what ended."""
+        if not self._running and not self._ended:
+            return
+        self._cancel_running("requeue")
+        while self._ready:
+            execution = self._ready.popleft()
+            self._ended_one(Outcome(execution, "requeue"))
+        tasks = [e.task for e in self._running.values() if e.task is not None]
+        if tasks:
+            await asyncio.wait(tasks, timeout=self.grace_period or None)
+        with anyio.move_on_after(10):
+            backoff = Backoff(self._health)
+            while self._ended:
+                batch, self._ended = self._ended, []
+                try:
+                    await self._record(batch)
+                except Exception as error:
+                    self._ended = batch + self._ended
+                    await backoff.wait(error, "putting back running jobs")
+        if self._running:
+            log.warning("%d jobs could not be put back: a sweep will", len(self._running))
 
     async def _wait_idle(self) -> None:
         while self._running:
@@ -245,8 +340,9 @@ class Worker:
     # -- fetching ------------------------------------------------------------------------
 
     async def _fetch_loop(self, burst: bool) -> None:
-        backoff = Backoff()
+        backoff = Backoff(self._health)
         drained = False  # the last claim took fewer jobs than it had room for
+        recovering = False  # a step failed: re-assert the worker's bookings first
         while not self._reached_max_jobs():
             room = self.concurrency + self.prefetch - self._active - len(self._ready)
             if self.max_jobs is not None:
@@ -256,28 +352,32 @@ class Worker:
                 await self._room.wait()
                 continue
             try:
+                if recovering:
+                    await self._beat()
+                    recovering = False
                 if drained and not burst:
                     # The queues were empty a moment ago: wait (returns at once if a job
                     # came meanwhile) rather than spend a round trip on another claim.
                     await self._wait_for_jobs()
-                with anyio.CancelScope(shield=True):  # a claim in flight must be seen
-                    claimed = await self._claim(room)
-                if claimed is None:  # rq suspend
+                async with self._claiming:
+                    with anyio.CancelScope(shield=True):  # a claim in flight must be seen
+                        popped = await self._claim(room)
+                if popped is None:  # rq suspend
                     if burst:
                         return
                     await anyio.sleep(1)
                     continue
-                drained = len(claimed) < room
-                if not claimed and burst:
+                drained = popped < room
+                if not popped and burst:
                     if not self._running:
                         return
                     self._room = anyio.Event()
                     await self._room.wait()
-            except REDIS_ERRORS as error:
-                await backoff.wait(f"fetching jobs failed: {error!r}")
+            except Exception as error:
+                recovering = True
+                await backoff.wait(error, "claiming jobs")
                 continue
             backoff.reset()
-            self._ready.extend(claimed)
             self._start_ready()
 
     def _start_ready(self) -> None:
@@ -286,38 +386,63 @@ class Worker:
         while self._ready and self._active < self.concurrency:
             execution = self._ready.popleft()
             self._active += 1
-            # Plain tasks: a job is the hot path, and an asyncio task costs a fifth of a
-            # task-group child. The map of executions is what shutdown and stop-job
-            # cancel; a timer handle is each job's timeout.
+            # Plain tasks, owned by the map of executions (which shutdown, stop-job and a
+            # cancelled work() cancel), not children of a task group: a job is the hot
+            # path, and an anyio task-group child costs 34 us where a task costs 6.
             execution.task = loop.create_task(self._run(execution))
 
     def _reached_max_jobs(self) -> bool:
         return self.max_jobs is not None and self._claimed_total >= self.max_jobs
 
-    async def _claim(self, room: int) -> list[Execution] | None:
-        """Claim up to ``room`` jobs; None while rq's suspend flag is set."""
+    async def _claim(self, room: int) -> int | None:
+        """Claim up to ``room`` jobs for ``_ready``; return how many ids it took off the
+        queues (dropped ones too), or None while rq's suspend flag is set."""
         now = time.time()
         exec_prefix = uuid.uuid4().hex[:24]
         args = [self.name, room, repr(now), epoch_ts(now), self.wip_ttl, exec_prefix]
-        replies = await _scripts.CLAIM(self.multiplexer, self._queue_keys, args)
+        replies = await _scripts.CLAIM(self.multiplexer, self._queue_keys, [*args, *self.queues])
         if replies == -1:
             return None
-        claimed = []
-        for job_id, exec_id, origin, fields in replies:
-            data, timeout, *callbacks = fields or (None, None, None, None, None)
+        running = {e.raw_id for e in self._running.values() if not e.ended} if replies else ()
+        for reply in replies:
+            raw_id, exec_id, origin = reply[:3]
+            if exec_id is None:
+                self._dropped(raw_id, origin)
+                continue
+            fields = reply[3]
+            job, problem = read_claimed(raw_id, fields, self.redis)
+            job_id = raw_id.decode("utf-8", "backslashreplace")
             execution = Execution(
-                job_id=job_id.decode(),
+                raw_id=raw_id,
+                job_id=job_id,
                 exec_id=exec_id.decode(),
-                origin=origin.decode(),
-                data=data,
-                timeout=parse_timeout(timeout),
-                callbacks=(callbacks[0] or None, callbacks[1] or None, callbacks[2] or None),
+                origin=origin,
+                job=job,
+                problem=problem or None,
                 started_at=now,
             )
             self._running[execution.exec_id] = execution
-            claimed.append(execution)
-        self._claimed_total += len(claimed)
-        return claimed
+            if raw_id in running:
+                # A sweep took this worker for dead and requeued a job it still runs:
+                # that run goes on, and this second booking is let go unrun.
+                log.warning("job %r came back while it runs here: not run twice", job_id)
+                self._ended_one(Outcome(execution, "release"))
+                continue
+            self._ready.append(execution)
+            self._claimed_total += 1
+        return len(replies)
+
+    @staticmethod
+    def _dropped(raw_id: bytes, why: bytes) -> None:
+        job_id = raw_id.decode("utf-8", "backslashreplace")
+        if why == b"missing":
+            log.warning("dropped id %r from its queue: its job hash is gone", job_id)
+        else:
+            log.warning(
+                "dropped id %r from its queue: the job is already %s, not run again",
+                job_id,
+                why.decode("utf-8", "backslashreplace"),
+            )
 
     async def _wait_for_jobs(self) -> None:
         """Block until a queue holds a job, without taking it.
@@ -346,7 +471,7 @@ class Worker:
             found = await client.blmove(key, key, timeout=wait, src="LEFT", dest="LEFT")  # type: ignore[arg-type]
         except redis.TimeoutError:
             return  # the client's read timeout beat the block: the fetch loop looks again
-        except REDIS_ERRORS as error:
+        except Exception as error:
             errors.append(error)
             found = b""
         if found is not None and scope is not None:
@@ -355,23 +480,37 @@ class Worker:
     # -- running ---------------------------------------------------------------------------
 
     async def _run(self, execution: Execution) -> None:
-        """Run one job (unless it was stopped before it started), hand on its outcome,
-        and give its slot to the next claimed job."""
-        if execution.cancel_reason is None:
-            outcome = await self._perform(execution)
-        else:
-            outcome = await self._cancelled(execution)
-        self._ended.append(outcome)
-        self._ended_event.set()
+        """Run one job (unless it cannot be read, or was stopped before it started), hand
+        on its outcome, and give its slot to the next claimed job. Never raises."""
+        try:
+            if execution.problem is not None:
+                log.warning("job %r failed: %s", execution.job_id, execution.problem)
+                outcome = Outcome(execution, "invalid", encode_exc_string(execution.problem))
+            elif execution.cancel_reason is None:
+                outcome = await self._perform(execution)
+            else:
+                outcome = await self._cancelled(execution)
+        except BaseException as error:  # cancelled in a callback, or a bug of ours
+            if not isinstance(error, asyncio.CancelledError):
+                log.exception("job %r: running it failed", execution.job_id)
+            text = encode_exc_string(format_exception(error))
+            failed = execution.cancel_reason != "requeue"
+            outcome = Outcome(execution, "failed" if failed else "requeue", text)
+        self._ended_one(outcome)
         self._active -= 1  # its slot is free now; the outcome is written in the background
         self._start_ready()
         self._room.set()
+
+    def _ended_one(self, outcome: Outcome) -> None:
+        outcome.execution.ended = True
+        self._ended.append(outcome)
+        self._ended_event.set()
 
     async def _perform(self, execution: Execution) -> Outcome:
         """Call the job in the app context, under its timeout.
 
         Timeout, rq's stop-job command and shutdown all cancel the job's task;
-        ``cancel_reason`` tells them apart.
+        ``cancel_reason`` tells them apart. A job's ``sys.exit()`` is its failure.
         """
         timer = None
         if execution.timeout > 0:
@@ -383,12 +522,9 @@ class Worker:
                     value = await self._call(execution)
                 except asyncio.CancelledError:
                     return await self._cancelled(execution)
-                except Exception as error:
+                except (Exception, SystemExit) as error:
                     return await self._failed(execution, error)
                 return await self._succeeded(execution, value)
-        except BaseException as error:  # a bug of ours: never leave a job unrecorded
-            log.exception("job %s could not be recorded", execution.job_id)
-            return Outcome(execution, "failed", encode_exc_string(format_exception(error)))
         finally:
             if timer is not None:
                 timer.cancel()
@@ -403,75 +539,97 @@ class Worker:
         return Outcome(execution, "requeue")  # shutdown, or a cancel from outside
 
     async def _call(self, execution: Execution) -> Any:
-        if execution.data is None:
-            raise InvalidJobError(
-                f"job {execution.job_id!r} has no hash (or no 'data' field) in Redis"
-            )
-        func_name, args, kwargs = decode_data(execution.data)
+        assert execution.job is not None
+        func_name, args, kwargs = decode_data(execution.job.data)
         return await call(import_function(func_name), args, kwargs, self._limiter)
 
     async def _succeeded(self, execution: Execution, value: Any) -> Outcome:
-        callback = execution.callbacks[0]
-        if callback is not None:
-            job = await Job.fetch(execution.job_id, self.redis)
+        job = execution.job
+        assert job is not None
+        if job.success_callback_name:
             try:
-                await run_callback(callback, job.success_callback_timeout, job, self.redis, value)
+                await run_callback(
+                    job.success_callback_name, job.success_callback_timeout, job, self.redis, value
+                )
             except Exception as error:
                 return await self._failed(execution, error)
         return Outcome(execution, "finished", encode_return_value(value))
 
     async def _failed(self, execution: Execution, error: BaseException) -> Outcome:
         log.warning("job %s failed: %r", execution.job_id, error)
-        callback = execution.callbacks[1]
-        if callback is not None:
+        job = execution.job
+        if job is not None and job.failure_callback_name:
             await self._run_callback_safely(
-                execution, callback, "failure", type(error), error, error.__traceback__
+                job,
+                job.failure_callback_name,
+                job.failure_callback_timeout,
+                type(error),
+                error,
+                error.__traceback__,
             )
         return Outcome(execution, "failed", encode_exc_string(format_exception(error)))
 
     async def _stopped(self, execution: Execution) -> Outcome:
-        callback = execution.callbacks[2]
-        if callback is not None:
-            await self._run_callback_safely(execution, callback, "stopped")
+        job = execution.job
+        if job is not None and job.stopped_callback_name:
+            await self._run_callback_safely(
+                job, job.stopped_callback_name, job.stopped_callback_timeout
+            )
         text = "Job stopped by user, work-horse terminated."
         return Outcome(execution, "stopped", encode_exc_string(text))
 
-    async def _run_callback_safely(
-        self, execution: Execution, callback: bytes, kind: str, *args: Any
-    ) -> None:
+    async def _run_callback_safely(self, job: Job, callback: str, seconds: int, *args: Any) -> None:
         try:
-            job = await Job.fetch(execution.job_id, self.redis)
-            timeout = getattr(job, f"{kind}_callback_timeout")
-            await run_callback(callback, timeout, job, self.redis, *args)
+            await run_callback(callback, seconds, job, self.redis, *args)
         except Exception:
-            log.exception("%s callback of job %s failed", kind, execution.job_id)
+            log.exception("callback %s of job %s failed", callback, job.id)
 
     # -- recording outcomes ------------------------------------------------------------------
 
     async def _finish_loop(self) -> None:
-        """Record ended jobs, all that ended since the last write in one round trip."""
-        backoff = Backoff()
+        """Record ended jobs, all that ended since the last write in one round trip.
+
+        A batch whose reply was lost is sent again (finish.lua records an execution once).
+        A batch that fails for another reason than Redis trouble is sent one outcome at a
+        time, so an outcome finish.lua cannot write never holds up the others.
+        """
+        backoff = Backoff(self._health)
         while self._accepting or self._ended:
             if not self._ended:
                 self._ended_event = anyio.Event()
                 await self._ended_event.wait()
                 continue
             batch, self._ended = self._ended, []
-            while True:
-                try:
-                    with anyio.CancelScope(shield=True):
-                        await self._record(batch)
-                    break
-                except REDIS_ERRORS as error:
-                    await backoff.wait(f"recording {len(batch)} job outcomes failed: {error!r}")
+            try:
+                with anyio.CancelScope(shield=True):
+                    await self._record(batch)
+            except Exception as error:
+                if is_transient(error) or len(batch) == 1:
+                    self._ended = batch + self._ended
+                    await backoff.wait(error, f"recording {len(batch)} job outcomes")
+                else:
+                    await self._record_one_by_one(batch, backoff)
+                continue
             backoff.reset()
+
+    async def _record_one_by_one(self, batch: list[Outcome], backoff: Backoff) -> None:
+        """Record each outcome alone; the ones that still fail wait for the next round."""
+        for outcome in batch:
+            try:
+                with anyio.CancelScope(shield=True):
+                    await self._record([outcome])
+            except Exception as error:
+                self._ended.append(outcome)
+                await backoff.wait(
+                    error, f"recording the outcome of job {outcome.execution.job_id!r}"
+                )
 
     async def _record(self, batch: list[Outcome]) -> None:
         now = time.time()
         ts = epoch_ts(now)
         executions = [
             [
-                o.execution.job_id,
+                o.execution.raw_id,
                 o.execution.exec_id,
                 o.execution.origin,
                 o.status,
@@ -487,7 +645,7 @@ class Worker:
             ts,
             self.result_ttl,
             self.failure_ttl,
-            MsgpackSerializer.dumps(executions),
+            _scripts.pack_argument(executions),
         ]
         results = await _scripts.FINISH(self.multiplexer, [], args)
         for outcome, written in zip(batch, results, strict=True):
@@ -501,10 +659,36 @@ class Worker:
 
     # -- upkeep --------------------------------------------------------------------------------
 
-    async def _send_heartbeat(self) -> None:
-        busy = bool(self._running)
-        running = list(self._running.values())
-        await _bookkeeping.heartbeat(self.multiplexer, self.name, running, self.heartbeat, busy)
+    async def _upkeep(self) -> None:
+        """Heartbeat, then (once Redis has been steady long enough for every live worker to
+        have re-registered after an outage) rescue the jobs of dead workers."""
+        await self._beat()
+        if self._health.settled_for(2 * self.heartbeat + Backoff.LONGEST):
+            await self._sweep()
+
+    async def _beat(self) -> None:
+        async with self._claiming:
+            beat = await _bookkeeping.heartbeat(
+                self.multiplexer,
+                self.name,
+                self._registration,
+                self.queues,
+                list(self._running.values()),
+                self.heartbeat,
+            )
+        self._health.answered()
+        if beat.registered_again:
+            log.warning(
+                "worker %s was not registered (expired, or data lost): registered again", self.name
+            )
+        if beat.taken_back:
+            log.warning("took back %d running jobs a sweep had requeued", beat.taken_back)
+        if beat.run_elsewhere:
+            log.error("%d running jobs were started by another worker too", beat.run_elsewhere)
+        if beat.orphans_requeued:
+            log.warning(
+                "put back %d jobs claimed by a claim whose reply was lost", beat.orphans_requeued
+            )
 
     async def _sweep(self) -> None:
         requeued, failed = await _bookkeeping.sweep(self.multiplexer, self.queues, self.failure_ttl)
@@ -517,8 +701,12 @@ class Worker:
             log.info("scheduler moved %d due jobs onto their queues", moved)
 
     async def _listen_for_commands(self) -> None:
-        """rq's worker commands on ``rq:pubsub:<name>``: stop-job, shutdown, kill-horse."""
-        backoff = Backoff()
+        """rq's worker commands on ``rq:pubsub:<name>``: stop-job, shutdown, kill-horse.
+
+        The subscription has a connection of its own: held for the worker's life, it
+        would otherwise leave the steps that need a pooled connection one fewer.
+        """
+        backoff = Backoff(self._health)
         while True:
             try:
                 async with dedicated_client(self.redis) as client, client.pubsub() as pubsub:
@@ -527,16 +715,18 @@ class Worker:
                     async for message in pubsub.listen():
                         if message["type"] == "message":
                             self._on_command(message["data"])
-            except REDIS_ERRORS as error:
-                await backoff.wait(f"command channel lost: {error!r}")
+            except Exception as error:
+                await backoff.wait(error, "listening for rq commands")
 
     def _on_command(self, raw: bytes) -> None:
         try:
             command = json.loads(raw)
         except ValueError:
-            log.warning("ignoring malformed command %r", raw)
+            command = None
+        name = command.get("command") if isinstance(command, dict) else None
+        if not isinstance(name, str):
+            log.warning("ignoring a malformed command: %r", raw[:200])
             return
-        name = command.get("command")
         log.info("received command %s", command)
         if name == "shutdown":
             self.request_stop()
