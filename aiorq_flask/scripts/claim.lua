@@ -13,11 +13,17 @@
 local worker, max = ARGV[1], tonumber(ARGV[2])
 local now, ts, ttl = tonumber(ARGV[3]), ARGV[4], tonumber(ARGV[5])
 local ENDED = {finished = true, failed = true, stopped = true, canceled = true}
+local worker_key = 'rq:worker:' .. worker
+-- Only a registration or a heartbeat writes the worker hash whole; written here after it
+-- expired (an outage), it would come back without rq's fields and without a ttl.
+local registered = redis.call('HEXISTS', worker_key, 'birth') == 1
 if redis.call('EXISTS', 'rq:suspended') == 1 then
-  redis.call('HSET', 'rq:worker:' .. worker, 'state', 'suspended')
+  if registered then
+    redis.call('HSET', worker_key, 'state', 'suspended')
+  end
   return -1
 end
-local executions = 'rq:worker:' .. worker .. ':executions'
+local executions = worker_key .. ':executions'
 local claimed, last_booked = {}, nil
 for q, queue_key in ipairs(KEYS) do
   local room = max - #claimed
@@ -57,8 +63,10 @@ for q, queue_key in ipairs(KEYS) do
   end
 end
 if last_booked then
-  redis.call('HSET', 'rq:worker:' .. worker, 'state', 'busy', 'last_heartbeat', ts,
-    'current_job', last_booked)  -- rq 2.12 reads current_job
+  if registered then
+    redis.call('HSET', worker_key, 'state', 'busy', 'last_heartbeat', ts,
+      'current_job', last_booked)  -- rq 2.12 reads current_job
+  end
   redis.call('EXPIRE', executions, ttl + 60)
 end
 return claimed

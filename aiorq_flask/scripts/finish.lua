@@ -18,13 +18,16 @@ local worker, now_text, ts = ARGV[1], ARGV[2], ARGV[3]
 local now = tonumber(now_text)
 local default_result_ttl, default_failure_ttl = tonumber(ARGV[4]), tonumber(ARGV[5])
 local worker_key = 'rq:worker:' .. worker
+-- Only a registration or a heartbeat writes the worker hash whole; written here after it
+-- expired (an outage), it would come back without rq's fields and without a ttl.
+local registered = worker ~= '' and redis.call('HEXISTS', worker_key, 'birth') == 1
 
 local function number(value, default)
   return tonumber(value) or default
 end
 
 local function count(field, working)
-  if worker ~= '' then  -- '' is eager mode: no worker hash to count in
+  if registered then
     redis.call('HINCRBY', worker_key, field, 1)
     redis.call('HINCRBYFLOAT', worker_key, 'total_working_time', working)
   end
@@ -83,7 +86,7 @@ local function finish(id, exec, booked_origin, outcome, payload, started, workin
   if worker ~= '' and not in_set and not in_wip then
     return 'recorded'
   end
-  if worker ~= '' and redis.call('HGET', worker_key, 'current_job') == id then
+  if registered and redis.call('HGET', worker_key, 'current_job') == id then
     redis.call('HDEL', worker_key, 'current_job')
   end
   redis.call('DEL', 'rq:execution:' .. id .. ':' .. exec)
@@ -182,7 +185,7 @@ local written = {}
 for _, e in ipairs(cmsgpack.unpack(ARGV[6])) do
   written[#written + 1] = finish(e[1], e[2], e[3], e[4], e[5], e[6], e[7])
 end
-if worker ~= '' and redis.call('SCARD', worker_key .. ':executions') == 0 then
+if registered and redis.call('SCARD', worker_key .. ':executions') == 0 then
   redis.call('HSET', worker_key, 'state', 'idle')  -- as rq does after its job
 end
 return written

@@ -24,7 +24,7 @@ local queues_at = 8 + 2 * pairs_count
 local running_at = queues_at + 1 + tonumber(ARGV[queues_at])
 
 local written_again = 0
-if redis.call('EXISTS', worker_key) == 0 then
+if redis.call('HEXISTS', worker_key, 'birth') == 0 then  -- gone, or rebuilt by someone else
   redis.call('HSET', worker_key, unpack(ARGV, 8, queues_at - 1))
   written_again = 1
 end

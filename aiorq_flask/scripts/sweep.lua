@@ -3,7 +3,7 @@
 -- workers never rescue one job twice. A job still 'started' goes back to the front of its
 -- queue; one with a Retry whose retries are used up fails as rq does.
 -- A member is never taken while its worker lives: when the job's worker_name is registered
--- (rq:worker:<w> exists, without `death`) and that worker's executions set holds the
+-- (rq:worker:<w> has its `birth`, and no `death`) and that worker's executions set holds the
 -- member, the worker was only late (an outage) and re-asserts it at its next heartbeat.
 -- Also drops finished/failed registry entries whose expiry has passed, and workers whose
 -- hash has expired (killed ones) from rq:workers and rq:workers:<q>.
@@ -17,7 +17,7 @@ local requeued, failed = 0, 0
 local function alive(worker_name, member)
   if not worker_name or worker_name == '' then return false end
   local worker_key = 'rq:worker:' .. worker_name
-  return redis.call('EXISTS', worker_key) == 1
+  return redis.call('HEXISTS', worker_key, 'birth') == 1
     and redis.call('HEXISTS', worker_key, 'death') == 0
     and redis.call('SISMEMBER', worker_key .. ':executions', member) == 1
 end
