@@ -16,3 +16,8 @@ async def sleep_50ms() -> None:
 
 def noop_sync() -> None:
     """A plain-function no-op, for comparing how the worker runs sync functions."""
+
+
+async def size(data: bytes | str) -> int:
+    """The length of its argument: the job that carries a big payload."""
+    return len(data)
