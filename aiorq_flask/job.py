@@ -249,18 +249,16 @@ class Job:
                 raise NoSuchJobError(f"job {job_id!r} has a hash but no 'data' field")
             raise NoSuchJobError(f"no job {job_id!r} in Redis (key {keys.job(job_id)})")
         values: dict[str, Any] = {}
-        for name, raw in mapping.items():
-            rule = _FIELD_RULES.get(name)
-            if rule is None or not raw:
-                continue
-            attribute, parse = rule
-            try:
-                values[attribute] = parse(raw)
-            except (ValueError, TypeError, OverflowError) as error:
-                raise InvalidJobError(
-                    f"job {job_id!r}: field {name.decode()!r} holds {_clip(raw)!r}, "
-                    f"which rq cannot read: {error}"
-                ) from None
+        rules = _FIELD_RULES
+        try:  # one try around the loop: this runs for every job a worker claims
+            for name, raw in mapping.items():
+                if raw and (rule := rules.get(name)) is not None:
+                    values[rule[0]] = rule[1](raw)
+        except (ValueError, TypeError, OverflowError) as error:
+            raise InvalidJobError(
+                f"job {job_id!r}: field {name.decode()!r} holds {_clip(raw)!r}, "
+                f"which rq cannot read: {error}"
+            ) from None
         legacy_parent = values.pop(_LEGACY_PARENT, None)
         if legacy_parent and "dependency_ids" not in values:
             values["dependency_ids"] = [legacy_parent]
