@@ -42,7 +42,7 @@ async def run_eagerly(queue: Queue, data: EnqueueData) -> Job:
             "last_heartbeat": started,
         },
     )
-    await _scripts.ENQUEUE(queue.multiplexer, *queue.write_args(data, JobStatus.STARTED))
+    await queue._write(data, JobStatus.STARTED)
     started_at = time.time()
     try:
         func = import_function(data.func_name)

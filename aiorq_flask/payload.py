@@ -33,12 +33,26 @@ SAMPLE_SLICE = 64 << 10  # twice zlib's 32 KiB window: a slice shows what zlib c
 COMPRESS_IF_RATIO = 0.75
 BIG_PAYLOAD_LEVEL = 1  # zlib level for big payloads: 2-3 times level 6's speed
 DESCRIPTION_CUT = 75  # rq's max_length for each argument's repr in a description
+# A ``data`` field this big travels beside the Lua scripts, never through them: copied
+# through Lua it holds Redis for milliseconds per MiB, and on the connection every caller
+# shares, every other command would wait behind it.
+BIG_DATA = 1 << 20
 
 
 def encode_data(func_name: str, args: Sequence[Any], kwargs: Mapping[str, Any]) -> bytes:
     """``data`` = zlib(msgpack([func, None, args, kwargs])), or the msgpack bytes alone if
     they are big and do not compress; names the argument at fault."""
     return compress_payload(pack_call(func_name, args, kwargs))
+
+
+def looks_big(args: Sequence[Any], kwargs: Mapping[str, Any]) -> bool:
+    """Whether the call's own text and bytes arguments alone make a ``BIG_DATA`` payload:
+    worth building in a thread, off the caller's event loop."""
+    size = 0
+    for value in (*args, *kwargs.values()):
+        if isinstance(value, (str, bytes, bytearray, memoryview)):
+            size += len(value)
+    return size > BIG_DATA
 
 
 def pack_call(func_name: str, args: Sequence[Any], kwargs: Mapping[str, Any]) -> bytes:
@@ -106,13 +120,13 @@ def decode_data(data: bytes) -> tuple[str, list[Any], dict[str, Any]]:
         args = []
     if kwargs is None:
         kwargs = {}
-    if not isinstance(args, list):
+    if not isinstance(args, (list, tuple)):  # stock rq packs them as a tuple
         raise DeserializationError(f"job data holds arguments that are not a list: {args!r:.80}")
     if not isinstance(kwargs, dict) or not all(isinstance(k, str) for k in kwargs):
         raise DeserializationError(
             f"job data holds keyword arguments that are not a map of names: {kwargs!r:.80}"
         )
-    return func_name, args, kwargs
+    return func_name, list(args), kwargs
 
 
 def describe_call(func_name: str, args: Sequence[Any], kwargs: Mapping[str, Any]) -> str:

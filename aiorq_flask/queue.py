@@ -9,6 +9,7 @@ atomic step as the push, so a worker can never pop an id whose hash is not there
 
 from __future__ import annotations
 
+import functools
 import inspect
 import json
 import uuid
@@ -17,7 +18,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
+import anyio
 from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
 from redis.typing import EncodableT
 
 from . import _scripts, keys
@@ -35,7 +38,7 @@ from .job import (
     parse_duration,
     validate_job_id,
 )
-from .payload import describe_call, encode_data
+from .payload import BIG_DATA, describe_call, encode_data, looks_big
 from .serializer import MsgpackSerializer
 
 if TYPE_CHECKING:
@@ -158,7 +161,7 @@ class EnqueueData:
             origin,
             "" if self.ttl is None else self.ttl,
             format_ts(self.created_at),
-            self.payload,
+            b"" if len(self.payload) > BIG_DATA else self.payload,  # big: written beside
             self.description,
             self.timeout,
             int(self.created_at.timestamp()),
@@ -310,6 +313,49 @@ class Queue:
             where = ("L" if data.at_front else "R") if status is JobStatus.QUEUED else ""
         return [keys.job(data.job_id), self.key], data.script_args(self.name, status, where)
 
+    def _write_in(
+        self, pipe: Pipeline, data: EnqueueData, status: JobStatus, where: str | None = None
+    ) -> None:
+        """Queue ``data``'s write in a MULTI: its script call, and before it, in the same
+        atomic step, a big payload's plain ``HSET`` (see ``payload.BIG_DATA``)."""
+        job_keys, args = self.write_args(data, status, where)
+        if len(data.payload) > BIG_DATA:
+            pipe.hset(job_keys[0], "data", data.payload)
+        _scripts.ENQUEUE.call_in(pipe, job_keys, args)
+
+    async def _write(
+        self, data: EnqueueData, status: JobStatus = JobStatus.QUEUED, where: str | None = None
+    ) -> JobStatus:
+        """Write one job; return the status written (``deferred`` if a parent waits).
+
+        Over the shared multiplexed connection, unless its payload is big: then in a MULTI
+        on a pooled connection of its own, so no other caller waits behind it.
+        """
+        if len(data.payload) <= BIG_DATA:
+            written = await _scripts.ENQUEUE(
+                self.multiplexer, *self.write_args(data, status, where)
+            )
+        else:
+            async with self.connection.pipeline(transaction=True) as pipe:
+                _scripts.ENQUEUE.load_in(pipe)
+                self._write_in(pipe, data, status, where)
+                written = (await pipe.execute())[-1]
+        return JobStatus(written.decode())
+
+    async def _prepare(
+        self,
+        func: Callable[..., Any] | str,
+        args: Sequence[Any],
+        kwargs: Mapping[str, Any],
+        options: Mapping[str, Any],
+    ) -> EnqueueData:
+        """``prepare_data``, in a thread when the arguments alone are big: packing and
+        compressing them would hold the caller's event loop for many milliseconds."""
+        if looks_big(args, kwargs):
+            build = functools.partial(self.prepare_data, func, args, kwargs, **options)
+            return await anyio.to_thread.run_sync(build)
+        return self.prepare_data(func, args, kwargs, **options)
+
     async def enqueue_many(self, jobs: Iterable[EnqueueData]) -> list[Job]:
         """Write any number of prepared jobs in one MULTI (one round trip, all or nothing).
 
@@ -323,8 +369,9 @@ class Queue:
         async with connection.pipeline(transaction=True) as pipe:
             _scripts.ENQUEUE.load_in(pipe)
             for data in jobs:
-                _scripts.ENQUEUE.call_in(pipe, *self.write_args(data))
-            written = (await pipe.execute())[1:]
+                self._write_in(pipe, data, JobStatus.QUEUED)
+            replies = await pipe.execute()
+        written = [reply for reply in replies[1:] if isinstance(reply, bytes)]  # not HSETs'
         return [
             self._job(data, connection, JobStatus(status.decode()))
             for data, status in zip(jobs, written, strict=True)
@@ -343,11 +390,10 @@ class Queue:
         unknown = set(options) - ENQUEUE_OPTIONS - {"allow_dependency_failures"}
         if unknown:
             raise TypeError(f"unknown enqueue option(s): {', '.join(sorted(unknown))}")
-        data = self.prepare_data(func, args, kwargs, **options)
+        data = await self._prepare(func, args or (), kwargs or {}, options)
         if self.eager:
             return await self._run_eagerly(data)
-        written = await _scripts.ENQUEUE(self.multiplexer, *self.write_args(data))
-        return self._job(data, self.connection, JobStatus(written.decode()))
+        return self._job(data, self.connection, await self._write(data))
 
     async def enqueue(self, f: Callable[..., Any] | str, *args: Any, **kwargs: Any) -> Job:
         """Enqueue ``f(*args, **kwargs)``; rq's option names are taken out of ``kwargs``
@@ -365,13 +411,12 @@ class Queue:
         options = {k: kwargs.pop(k) for k in ENQUEUE_OPTIONS.intersection(kwargs)}
         if options.get("depends_on") is not None:
             raise InvalidJobError("a scheduled job cannot also have depends_on")
-        data = self.prepare_data(f, args, kwargs, **options)
+        data = await self._prepare(f, args, kwargs, options)
         if when.tzinfo is None:
             when = when.replace(tzinfo=timezone.utc)
-        connection = self.connection
         due = str(int(when.timestamp()))
-        await _scripts.ENQUEUE(self.multiplexer, *self.write_args(data, JobStatus.SCHEDULED, due))
-        return self._job(data, connection, JobStatus.SCHEDULED)
+        await self._write(data, JobStatus.SCHEDULED, due)
+        return self._job(data, self.connection, JobStatus.SCHEDULED)
 
     async def enqueue_in(
         self, delay: timedelta | float, f: Callable[..., Any] | str, *args: Any, **kwargs: Any

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -576,3 +577,21 @@ async def test_worker_state_is_idle_once_its_jobs_are_recorded(
         await async_wait_until(lambda: status(sync_redis, job.id) == "finished")
 
         assert sync_redis.hget(f"rq:worker:{worker.name}", "state") == b"idle"
+
+
+# -- big payloads -------------------------------------------------------------------------------
+
+
+async def test_jobs_with_big_payloads_run_with_their_whole_arguments(
+    quart_rq: AsyncRQ, sync_redis: redis.Redis
+) -> None:
+    big = os.urandom(3 << 20)  # random: stored as plain msgpack, and never through a script
+    text = "abc" * (1 << 20)  # compressible: stored compressed
+    one = await quart_rq.queue.enqueue("tests.tasks.echo", big)
+    queue = quart_rq.queue
+    [two] = await queue.enqueue_many([queue.prepare_data("tests.tasks.echo", (text,))])
+
+    await burst(quart_rq.make_worker())
+
+    assert latest_result(sync_redis, one.id).return_value == [[big], {}]
+    assert latest_result(sync_redis, two.id).return_value == [[text], {}]

@@ -131,7 +131,7 @@ async def test_jobs_of_a_claim_whose_reply_was_lost_go_back_on_their_queue(
         await _scripts.CLAIM(
             worker.multiplexer,
             ["rq:queue:low"],
-            [worker.name, 1, "1.0", epoch_ts(1.0), 60, "f" * 24, "low"],
+            [worker.name, 1, "1.0", epoch_ts(1.0), 60, "f" * 24, 1 << 20, "low"],
         )
         assert status(sync_redis, job.id) == "started"
 

@@ -9,7 +9,7 @@
 -- KEYS: job key, queue key.
 -- ARGV: status ('queued' | 'scheduled' | 'deferred' | 'started'), where ('R' RPUSH,
 --       'L' LPUSH, a due epoch for 'scheduled', '' for no push), queue name, ttl or '',
---       created_at (rq ts), data, description, timeout, now (integer epoch), '1' if a
+--       created_at (rq ts), data ('' when written beside), description, timeout, now (integer epoch), '1' if a
 --       failed parent counts as done, the number of parents n, the n parent ids, then
 --       optional field/value pairs.
 -- Returns the status written.
@@ -26,10 +26,14 @@ for _, parent in ipairs(parents) do
     status, where = 'deferred', ''
   end
 end
-local fields = {'status', status, 'created_at', ARGV[5], 'data', ARGV[6],
+local fields = {'status', status, 'created_at', ARGV[5],
   'success_callback_name', '', 'failure_callback_name', '', 'stopped_callback_name', '',
   'started_at', '', 'ended_at', '', 'last_heartbeat', '', 'worker_name', '', 'group_id', '',
   'origin', origin, 'description', ARGV[7], 'timeout', ARGV[8]}
+if ARGV[6] ~= '' then  -- '': a big payload, written by a plain HSET just before this call
+  fields[#fields + 1] = 'data'
+  fields[#fields + 1] = ARGV[6]
+end
 if status == 'queued' then
   fields[#fields + 1] = 'enqueued_at'
   fields[#fields + 1] = ARGV[5]

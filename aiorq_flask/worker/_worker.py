@@ -50,7 +50,7 @@ from ..job import (
     now_ts,
     validate_job_id,
 )
-from ..payload import decode_data
+from ..payload import BIG_DATA, decode_data
 from . import _bookkeeping
 from ._loops import Backoff, RedisHealth, every
 
@@ -70,8 +70,10 @@ class Execution:
     job_id: str  # the id as text, for logs and rq's commands
     exec_id: str
     origin: bytes  # the queue it was booked under in rq:wip
-    job: Job | None  # None: the worker cannot read the job, and ``problem`` says why
+    job: Job | None  # None: the worker cannot read the job (``problem`` says why), or its
+    # big payload is still to be read (``unread`` holds the rest of its hash)
     problem: str | None = None
+    unread: list[bytes] | None = None
     started_at: float = field(default_factory=time.time)
     task: asyncio.Task[None] | None = None
     cancel_reason: str | None = None  # "timeout", "stopped" (stop-job), "requeue" (shutdown)
@@ -399,7 +401,7 @@ class Worker:
         queues (dropped ones too), or None while rq's suspend flag is set."""
         now = time.time()
         exec_prefix = uuid.uuid4().hex[:24]
-        args = [self.name, room, repr(now), epoch_ts(now), self.wip_ttl, exec_prefix]
+        args = [self.name, room, repr(now), epoch_ts(now), self.wip_ttl, exec_prefix, BIG_DATA]
         replies = await _scripts.CLAIM(self.multiplexer, self._queue_keys, [*args, *self.queues])
         if replies == -1:
             return None
@@ -409,18 +411,21 @@ class Worker:
             if exec_id is None:
                 self._dropped(raw_id, origin)
                 continue
-            fields = reply[3]
-            job, problem = read_claimed(raw_id, fields, self.redis)
+            fields, left_out = reply[3], reply[4]
             job_id = raw_id.decode("utf-8", "backslashreplace")
             execution = Execution(
                 raw_id=raw_id,
                 job_id=job_id,
                 exec_id=exec_id.decode(),
                 origin=origin,
-                job=job,
-                problem=problem or None,
+                job=None,
                 started_at=now,
             )
+            if left_out:
+                execution.unread = fields
+            else:
+                execution.job, problem = read_claimed(raw_id, fields, self.redis)
+                execution.problem = problem or None
             self._running[execution.exec_id] = execution
             if raw_id in running:
                 # A sweep took this worker for dead and requeued a job it still runs:
@@ -483,6 +488,8 @@ class Worker:
         """Run one job (unless it cannot be read, or was stopped before it started), hand
         on its outcome, and give its slot to the next claimed job. Never raises."""
         try:
+            if execution.unread is not None:
+                await self._read_big_data(execution)
             if execution.problem is not None:
                 log.warning("job %r failed: %s", execution.job_id, execution.problem)
                 outcome = Outcome(execution, "invalid", encode_exc_string(execution.problem))
@@ -500,6 +507,31 @@ class Worker:
         self._active -= 1  # its slot is free now; the outcome is written in the background
         self._start_ready()
         self._room.set()
+
+    async def _read_big_data(self, execution: Execution) -> None:
+        """Read the job of a big payload, which ``claim.lua`` leaves out, with a plain
+        ``HGET`` on a pooled connection (no other reply waits behind it there)."""
+        assert execution.unread is not None
+        fields, execution.unread = execution.unread, None
+        try:
+            validate_job_id(execution.job_id)
+        except InvalidJobError as error:
+            execution.problem = f"the worker cannot read this job: {error}"
+            return
+        try:
+            data: bytes | None = await self.redis.hget(keys.job(execution.job_id), "data")  # type: ignore[assignment]
+        except Exception as error:
+            if not is_transient(error):
+                raise
+            log.warning(
+                "job %s: reading its payload failed (%r): put back", execution.job_id, error
+            )
+            execution.cancel_reason = "requeue"
+            return
+        if data is not None:
+            fields = [*fields, b"data", data]
+        execution.job, problem = read_claimed(execution.raw_id, fields, self.redis)
+        execution.problem = problem or None
 
     def _ended_one(self, outcome: Outcome) -> None:
         outcome.execution.ended = True
@@ -540,7 +572,11 @@ class Worker:
 
     async def _call(self, execution: Execution) -> Any:
         assert execution.job is not None
-        func_name, args, kwargs = decode_data(execution.job.data)
+        data = execution.job.data
+        if len(data) > BIG_DATA:  # decoding copies it: not on the loop every job shares
+            func_name, args, kwargs = await anyio.to_thread.run_sync(decode_data, data)
+        else:
+            func_name, args, kwargs = decode_data(data)
         return await call(import_function(func_name), args, kwargs, self._limiter)
 
     async def _succeeded(self, execution: Execution, value: Any) -> Outcome:
