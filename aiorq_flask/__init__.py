@@ -16,7 +16,8 @@ from .errors import (
     SerializationError,
 )
 from .job import Job, JobStatus, Result, ResultType, Retry
-from .queue import EnqueueData, Queue
+from .prepare import EnqueueData
+from .queue import Queue
 from .serializer import MsgpackSerializer
 
 __all__ = [

@@ -1,9 +1,10 @@
 """Eager mode (``RQ_ASYNC = False``, or unset in a testing app): run a job at enqueue.
 
 The job is awaited on the caller's loop (a plain function in a thread, so the loop never
-blocks) and leaves the state a worker would: the job hash, its status and the results
-stream. A failing job does not raise at the call site; its result records the failure.
-Retries are a worker's business: an eager job runs once.
+blocks) under the same timeout as on a worker, and its outcome is recorded through the
+same path as a worker's: the job hash, its status and the results stream end as a worker
+would leave them. A failing job does not raise at the call site; its result records the
+failure. Retries are a worker's business: an eager job runs once.
 """
 
 from __future__ import annotations
@@ -11,71 +12,40 @@ from __future__ import annotations
 import dataclasses
 import time
 import uuid
-from typing import TYPE_CHECKING
 
-from . import _scripts
-from .errors import NoSuchJobError
+from ._multiplexer import Multiplexer
 from .execution import (
-    call_with_timeout,
+    Deadline,
+    call,
     encode_exc_string,
     encode_return_value,
     format_exception,
     import_function,
 )
-from .job import DEFAULT_FAILURE_TTL, DEFAULT_RESULT_TTL, Job, JobStatus, now_ts
+from .job import DEFAULT_FAILURE_TTL, DEFAULT_RESULT_TTL, now_ts
+from .outcomes import Ended, record
+from .prepare import EnqueueData
 
-if TYPE_CHECKING:
-    from .queue import EnqueueData, Queue
 
-
-async def run_eagerly(queue: Queue, data: EnqueueData) -> Job:
-    connection = queue.connection
+def as_started(data: EnqueueData) -> EnqueueData:
+    """``data`` as it is written for running now: started, and with no retries."""
     started = now_ts()
-    data = dataclasses.replace(
-        data,
-        retry=None,
-        fields={
-            **{
-                k: v for k, v in data.fields.items() if k not in ("retries_left", "retry_intervals")
-            },
-            "started_at": started,
-            "last_heartbeat": started,
-        },
+    kept = {k: v for k, v in data.fields.items() if k not in ("retries_left", "retry_intervals")}
+    return dataclasses.replace(
+        data, retry=None, fields={**kept, "started_at": started, "last_heartbeat": started}
     )
-    await queue._write(data, JobStatus.STARTED)
-    started_at = time.time()
+
+
+async def run_eagerly(data: EnqueueData, multiplexer: Multiplexer, origin: str) -> str:
+    """Run the job ``data`` (written as started) and record its outcome; return its status."""
+    started = time.time()
     try:
         func = import_function(data.func_name)
-        value = await call_with_timeout(func, data.args, data.kwargs, data.timeout)
+        with Deadline(data.timeout):
+            value = await call(func, data.args, data.kwargs)
         status, payload = "finished", encode_return_value(value)
     except Exception as error:
         status, payload = "failed", encode_exc_string(format_exception(error))
-    now = time.time()
-    await _scripts.FINISH(
-        queue.multiplexer,
-        [],
-        [
-            "",
-            repr(now),
-            now_ts(),
-            DEFAULT_RESULT_TTL,
-            DEFAULT_FAILURE_TTL,
-            _scripts.pack_argument(
-                [
-                    [
-                        data.job_id,
-                        uuid.uuid4().hex,
-                        queue.name,
-                        status,
-                        payload,
-                        repr(started_at),
-                        repr(now - started_at),
-                    ]
-                ]
-            ),
-        ],
-    )
-    try:
-        return await Job.fetch(data.job_id, connection)
-    except NoSuchJobError:  # result_ttl=0: the finished job was deleted, as a worker does
-        return queue._job(data, connection, JobStatus(status))
+    ended = Ended(data.job_id.encode(), uuid.uuid4().hex, origin.encode(), status, payload, started)
+    await record(multiplexer, "", [ended], DEFAULT_RESULT_TTL, DEFAULT_FAILURE_TTL)
+    return status

@@ -10,11 +10,7 @@ atomic step as the push, so a worker can never pop an id whose hash is not there
 from __future__ import annotations
 
 import functools
-import inspect
-import json
-import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
@@ -25,151 +21,14 @@ from redis.typing import EncodableT
 
 from . import _scripts, keys
 from ._multiplexer import Multiplexer
-from .eager import run_eagerly
+from .eager import as_started, run_eagerly
 from .errors import InvalidJobError, NoSuchJobError
-from .job import (
-    DEFAULT_CALLBACK_TIMEOUT,
-    DEFAULT_TIMEOUT,
-    DURATION_UNITS,
-    Job,
-    JobStatus,
-    Retry,
-    format_ts,
-    parse_duration,
-    validate_job_id,
-)
-from .payload import BIG_DATA, describe_call, encode_data, looks_big
-from .serializer import MsgpackSerializer
+from .job import Job, JobStatus
+from .payload import BIG_DATA, looks_big
+from .prepare import ENQUEUE_OPTIONS, EnqueueData, prepare_job
 
 if TYPE_CHECKING:
     from ._connections import ConnectionPools
-
-ENQUEUE_OPTIONS = frozenset(
-    {
-        "job_id",
-        "job_timeout",
-        "result_ttl",
-        "ttl",
-        "failure_ttl",
-        "description",
-        "meta",
-        "at_front",
-        "depends_on",
-        "retry",
-        "on_success",
-        "on_failure",
-        "on_stopped",
-    }
-)
-
-
-def function_path(func: Any) -> str:
-    """``module.qualname`` of something a worker can import, else ``InvalidJobError``."""
-    if isinstance(func, str):
-        if not func or func.startswith(".") or func.endswith("."):
-            raise InvalidJobError(f"{func!r} is not a dotted function path")
-        return func
-    func = getattr(func, "__aiorq_func__", func)  # a @rq.job wrapper enqueues its function
-    if inspect.ismethod(func):
-        raise InvalidJobError(
-            f"{func!r} is a bound method: enqueue a module-level function or a staticmethod"
-        )
-    module = getattr(func, "__module__", None)
-    qualname = getattr(func, "__qualname__", None)
-    if not callable(func) or not module or not qualname:
-        raise InvalidJobError(
-            f"{func!r} cannot be enqueued: only module-level functions (or their dotted "
-            "path) can be, since the worker imports the function by name"
-        )
-    if "<lambda>" in qualname or "<locals>" in qualname:
-        raise InvalidJobError(
-            f"{module}.{qualname} is a lambda or nested function: a worker cannot import "
-            "it; define it at module level"
-        )
-    if module == "__main__":
-        raise InvalidJobError(
-            f"{qualname} is defined in __main__: a worker cannot import it; move it to a module"
-        )
-    return f"{module}.{qualname}"
-
-
-def _seconds(name: str, value: Any, allow_none_as: int | None = None) -> int | None:
-    """Integer seconds from an int, a timedelta or rq's '30s'/'10m'/'1h'/'2d' text."""
-    if value is None:
-        return allow_none_as
-    if isinstance(value, timedelta):
-        return int(value.total_seconds())
-    if isinstance(value, str) and value[-1:] in DURATION_UNITS and value[:-1].isdigit():
-        return parse_duration(value)
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    raise InvalidJobError(
-        f"{name}={value!r} is not a duration: use whole seconds, a timedelta or '30s'/'10m'/'1h'"
-    )
-
-
-def _callback(name: str, value: Any) -> tuple[str, int] | None:
-    """A callback option: a function, its dotted path, or ``(function, timeout)``."""
-    if value is None:
-        return None
-    func, timeout = value if isinstance(value, tuple) else (value, DEFAULT_CALLBACK_TIMEOUT)
-    try:
-        return function_path(func), int(timeout)
-    except InvalidJobError as error:
-        raise InvalidJobError(f"{name}: {error}") from None
-
-
-def _dependency_ids(depends_on: Any) -> list[str]:
-    items = depends_on if isinstance(depends_on, (list, tuple)) else [depends_on]
-    return [validate_job_id(d.id if isinstance(d, Job) else d) for d in items]
-
-
-@dataclass(frozen=True)
-class EnqueueData:
-    """A job ready to be written: built by ``Queue.prepare_data``, written by ``enqueue_many``."""
-
-    job_id: str
-    func_name: str
-    args: tuple[Any, ...]
-    kwargs: dict[str, Any]
-    payload: bytes
-    created_at: datetime
-    description: str
-    timeout: int
-    at_front: bool
-    ttl: int | None
-    result_ttl: int | None
-    failure_ttl: int | None
-    retry: Retry | None
-    meta: Mapping[str, Any]
-    depends_on: tuple[str, ...]
-    allow_dependency_failures: bool
-    fields: dict[str, EncodableT]  # the hash fields a job has only when an option is set
-
-    def script_args(self, origin: str, status: JobStatus, where: str) -> list[EncodableT]:
-        """``enqueue.lua``'s arguments for writing this job with ``status`` (which the
-        script turns into ``deferred`` if a parent is not done)."""
-        fields = self.fields
-        may_wait = status in (JobStatus.SCHEDULED, JobStatus.DEFERRED) or self.depends_on
-        if may_wait and self.at_front:
-            fields = {**fields, "enqueue_at_front": 1}  # rq's flag for a later push
-        return [
-            status.value,
-            where,
-            origin,
-            "" if self.ttl is None else self.ttl,
-            format_ts(self.created_at),
-            b"" if len(self.payload) > BIG_DATA else self.payload,  # big: written beside
-            self.description,
-            self.timeout,
-            int(self.created_at.timestamp()),
-            "1" if self.allow_dependency_failures else "",
-            len(self.depends_on),
-            *self.depends_on,
-            *(item for pair in fields.items() for item in pair),
-        ]
 
 
 class Queue:
@@ -204,79 +63,7 @@ class Queue:
 
     # -- building jobs -------------------------------------------------------------
 
-    def prepare_data(
-        self,
-        func: Callable[..., Any] | str,
-        args: Sequence[Any] | None = None,
-        kwargs: Mapping[str, Any] | None = None,
-        *,
-        job_id: str | None = None,
-        job_timeout: int | str | timedelta | None = None,
-        result_ttl: int | timedelta | None = None,
-        ttl: int | timedelta | None = None,
-        failure_ttl: int | timedelta | None = None,
-        description: str | None = None,
-        meta: Mapping[str, Any] | None = None,
-        at_front: bool = False,
-        depends_on: Any = None,
-        allow_dependency_failures: bool = False,
-        retry: Retry | None = None,
-        on_success: Any = None,
-        on_failure: Any = None,
-        on_stopped: Any = None,
-    ) -> EnqueueData:
-        """Validate and encode one job without touching Redis.
-
-        Raises ``InvalidJobError`` (bad id, function or option) or ``SerializationError``
-        (naming the argument that msgpack cannot encode).
-        """
-        func_name = function_path(func)
-        args = tuple(args or ())
-        kwargs = dict(kwargs or {})
-        timeout = _seconds("job_timeout", job_timeout, DEFAULT_TIMEOUT)
-        assert timeout is not None
-        fields: dict[str, EncodableT] = {}
-        if meta:
-            fields["meta"] = MsgpackSerializer.dumps(dict(meta))
-        given = {"result_ttl": result_ttl, "failure_ttl": failure_ttl, "ttl": ttl}
-        ttls = {name: _seconds(name, value) for name, value in given.items()}
-        fields.update({name: value for name, value in ttls.items() if value is not None})
-        if retry is not None:
-            fields["retries_left"] = retry.max
-            fields["retry_intervals"] = json.dumps(retry.intervals)
-        for kind, value in (
-            ("success", on_success),
-            ("failure", on_failure),
-            ("stopped", on_stopped),
-        ):
-            callback = _callback(f"on_{kind}", value)
-            if callback is not None:
-                fields[f"{kind}_callback_name"], fields[f"{kind}_callback_timeout"] = callback
-        dependency_ids = _dependency_ids(depends_on) if depends_on is not None else []
-        if dependency_ids:
-            fields["dependency_id"] = dependency_ids[0]
-            fields["dependency_ids"] = json.dumps(dependency_ids)
-            if allow_dependency_failures:
-                fields["allow_dependency_failures"] = 1
-        return EnqueueData(
-            job_id=uuid.uuid4().hex if job_id is None else validate_job_id(job_id),
-            func_name=func_name,
-            args=args,
-            kwargs=kwargs,
-            payload=encode_data(func_name, args, kwargs),
-            created_at=datetime.now(timezone.utc),
-            description=description or describe_call(func_name, args, kwargs),
-            timeout=timeout,
-            at_front=at_front,
-            ttl=ttls["ttl"],
-            result_ttl=ttls["result_ttl"],
-            failure_ttl=ttls["failure_ttl"],
-            retry=retry,
-            meta=meta or {},
-            depends_on=tuple(dependency_ids),
-            allow_dependency_failures=allow_dependency_failures,
-            fields=fields,
-        )
+    prepare_data = staticmethod(prepare_job)
 
     def _job(self, data: EnqueueData, connection: Redis, status: JobStatus) -> Job:
         """The handle of a job just written, built from what we wrote (no read back)."""
@@ -427,7 +214,13 @@ class Queue:
         return await self.enqueue_at(when, f, *args, **kwargs)
 
     async def _run_eagerly(self, data: EnqueueData) -> Job:
-        return await run_eagerly(self, data)
+        data = as_started(data)
+        await self._write(data, JobStatus.STARTED)
+        status = await run_eagerly(data, self.multiplexer, self.name)
+        try:
+            return await Job.fetch(data.job_id, self.connection)
+        except NoSuchJobError:  # result_ttl=0: the finished job was deleted, as a worker does
+            return self._job(data, self.connection, JobStatus(status))
 
     # -- reading ---------------------------------------------------------------------
 

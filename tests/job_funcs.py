@@ -59,3 +59,8 @@ def on_failure(job: Any, connection: Any, *exc_info: Any) -> None:
 
 def on_stopped(job: Any, connection: Any) -> None:
     """A stopped callback (rq's signature)."""
+
+
+async def own_timeout() -> None:
+    """Fails with a TimeoutError of its own (a call it made timed out), not the job's."""
+    raise TimeoutError("the upstream API did not answer")

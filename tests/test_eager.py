@@ -198,6 +198,17 @@ async def test_job_past_its_timeout_ends_failed_with_a_timeout_error(queue: Queu
     assert "JobTimeoutError" in result.exc_string
 
 
+async def test_a_jobs_own_timeout_error_is_a_plain_failure_not_a_job_timeout(
+    queue: Queue,
+) -> None:
+    job = await queue.enqueue(job_funcs.own_timeout, job_timeout=30)
+
+    result = await job.latest_result()
+    assert result is not None and result.exc_string is not None
+    assert "TimeoutError: the upstream API did not answer" in result.exc_string
+    assert "JobTimeoutError" not in result.exc_string
+
+
 async def test_result_ttl_zero_runs_the_job_and_keeps_no_hash(
     queue: Queue, sync_redis: redis.Redis
 ) -> None:

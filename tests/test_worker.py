@@ -240,6 +240,18 @@ async def test_async_job_past_its_timeout_is_cancelled_and_fails_with_job_timeou
     assert not sync_redis.exists("late"), "the job body ran on past its timeout"
 
 
+async def test_a_jobs_own_timeout_error_fails_it_as_itself_not_as_a_job_timeout(
+    quart_rq: AsyncRQ, sync_redis: redis.Redis
+) -> None:
+    job = await quart_rq.queue.enqueue("tests.job_funcs.own_timeout", job_timeout=30)
+
+    await burst(quart_rq.make_worker())
+
+    text = latest_result(sync_redis, job.id).exc_string
+    assert "TimeoutError: the upstream API did not answer" in text
+    assert "JobTimeoutError" not in text
+
+
 # -- bookkeeping as rq does it -----------------------------------------------------------------
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import enum
 import json
 import logging
 import signal
@@ -32,8 +33,9 @@ from .. import _scripts, keys
 from .._connections import block_slice, dedicated_client
 from .._multiplexer import Multiplexer
 from .._redis_errors import is_transient
-from ..errors import ConfigError, InvalidJobError, JobTimeoutError, NoSuchJobError
+from ..errors import ConfigError, InvalidJobError, NoSuchJobError
 from ..execution import (
+    Deadline,
     app_context,
     call,
     encode_exc_string,
@@ -50,6 +52,7 @@ from ..job import (
     now_ts,
     validate_job_id,
 )
+from ..outcomes import Ended, record
 from ..payload import BIG_DATA, decode_data
 from . import _bookkeeping
 from ._loops import Backoff, RedisHealth, every
@@ -60,6 +63,16 @@ if TYPE_CHECKING:
 log = logging.getLogger("aiorq_flask.worker")
 
 PEEK_SECONDS = 2.0  # how long one idle wait blocks before the fetch loop looks again
+
+
+class WorkerState(enum.Enum):
+    """Where a worker is in its life; ``worker.state`` says it in one word."""
+
+    STARTING = "starting"  # registering (waiting for Redis if it is down)
+    SERVING = "serving"  # claiming and running jobs
+    STOPPING = "stopping"  # asked to stop: no more claims; running jobs get the grace period
+    DRAINED = "drained"  # every job ended (or went back); the last outcomes being recorded
+    STOPPED = "stopped"  # deregistered
 
 
 @dataclass
@@ -76,7 +89,7 @@ class Execution:
     unread: list[bytes] | None = None
     started_at: float = field(default_factory=time.time)
     task: asyncio.Task[None] | None = None
-    cancel_reason: str | None = None  # "timeout", "stopped" (stop-job), "requeue" (shutdown)
+    cancel_reason: str | None = None  # "stopped" (stop-job), "requeue" (shutdown)
     ended: bool = False  # its outcome is known, and on its way to finish.lua
 
     @property
@@ -84,11 +97,11 @@ class Execution:
         return self.job.timeout if self.job is not None else 0
 
 
-@dataclass(frozen=True)
-class Outcome:
-    execution: Execution
-    status: str  # finished | failed | stopped | invalid | requeue | release (see finish.lua)
-    payload: str = ""
+def ended(execution: Execution, status: str, payload: str = "") -> Ended:
+    """How ``execution`` ended, for ``outcomes.record`` (statuses: see finish.lua)."""
+    return Ended(
+        execution.raw_id, execution.exec_id, execution.origin, status, payload, execution.started_at
+    )
 
 
 def read_claimed(raw_id: bytes, fields: list[bytes], connection: Redis) -> tuple[Job | None, str]:
@@ -161,13 +174,12 @@ class Worker:
         self._health = RedisHealth()
         self._running: dict[str, Execution] = {}
         self._claimed_total = 0
-        self._ended: list[Outcome] = []
+        self._ended: list[Ended] = []
         self._active = 0  # jobs whose task runs
         # Claimed ahead, to start the moment a slot frees instead of one claim round trip
         # later. Booked as started (in rq:wip, so never lost); a stop puts them back.
         self._ready: collections.deque[Execution] = collections.deque()
-        self._accepting = True
-        self._stopping = False
+        self.state = WorkerState.STARTING
         self.processed = 0
 
     def __repr__(self) -> str:
@@ -202,7 +214,8 @@ class Worker:
                 with self._fetch_scope:  # a stop while Redis is still down ends here
                     await self._register()
                     registered = True
-                if registered and not self._stopping:
+                if registered and self.state is WorkerState.STARTING:
+                    self.state = WorkerState.SERVING
                     log.info(
                         "worker %s serving %s on %r",
                         self.name,
@@ -217,6 +230,7 @@ class Worker:
                 with anyio.CancelScope(shield=True):
                     await self._put_back_the_rest()
                     await self._deregister()
+            self.state = WorkerState.STOPPED
         log.info("worker %s stopped after %d jobs", self.name, self.processed)
 
     async def _serve(self, burst: bool) -> None:
@@ -227,16 +241,17 @@ class Worker:
             with self._fetch_scope:
                 await self._fetch_loop(burst)
             await self._drain()
-            self._accepting = False
+            self.state = WorkerState.DRAINED
             self._ended_event.set()
 
     def request_stop(self) -> None:
         """Stop taking jobs; running ones get the grace period, then are put back."""
-        if self._stopping:
+        if self.state is WorkerState.STOPPING:
             log.warning("second stop request: putting back running jobs now")
             self.grace_period = 0
             self._cancel_running("requeue")
-        self._stopping = True
+        if self.state in (WorkerState.STARTING, WorkerState.SERVING):
+            self.state = WorkerState.STOPPING
         self._fetch_scope.cancel()
 
     async def _register(self) -> None:
@@ -282,11 +297,12 @@ class Worker:
     async def _drain(self) -> None:
         """Put back jobs claimed ahead; wait for running jobs up to the grace period, then
         cancel and put back the rest."""
-        while self._ready and self._stopping:
+        stopping = self.state is WorkerState.STOPPING  # else: the burst or max-jobs is done
+        while self._ready and stopping:
             execution = self._ready.popleft()
             execution.cancel_reason = execution.cancel_reason or "requeue"
             self._ended_one(await self._cancelled(execution))
-        if self._running and self._stopping:
+        if self._running and stopping:
             log.info("waiting up to %gs for %d running jobs", self.grace_period, len(self._running))
             with anyio.move_on_after(self.grace_period):
                 await self._wait_idle()
@@ -301,7 +317,7 @@ class Worker:
         self._cancel_running("requeue")
         while self._ready:
             execution = self._ready.popleft()
-            self._ended_one(Outcome(execution, "requeue"))
+            self._ended_one(ended(execution, "requeue"))
         tasks = [e.task for e in self._running.values() if e.task is not None]
         if tasks:
             await asyncio.wait(tasks, timeout=self.grace_period or None)
@@ -431,7 +447,7 @@ class Worker:
                 # A sweep took this worker for dead and requeued a job it still runs:
                 # that run goes on, and this second booking is let go unrun.
                 log.warning("job %r came back while it runs here: not run twice", job_id)
-                self._ended_one(Outcome(execution, "release"))
+                self._ended_one(ended(execution, "release"))
                 continue
             self._ready.append(execution)
             self._claimed_total += 1
@@ -492,7 +508,7 @@ class Worker:
                 await self._read_big_data(execution)
             if execution.problem is not None:
                 log.warning("job %r failed: %s", execution.job_id, execution.problem)
-                outcome = Outcome(execution, "invalid", encode_exc_string(execution.problem))
+                outcome = ended(execution, "invalid", encode_exc_string(execution.problem))
             elif execution.cancel_reason is None:
                 outcome = await self._perform(execution)
             else:
@@ -502,7 +518,7 @@ class Worker:
                 log.exception("job %r: running it failed", execution.job_id)
             text = encode_exc_string(format_exception(error))
             failed = execution.cancel_reason != "requeue"
-            outcome = Outcome(execution, "failed" if failed else "requeue", text)
+            outcome = ended(execution, "failed" if failed else "requeue", text)
         self._ended_one(outcome)
         self._active -= 1  # its slot is free now; the outcome is written in the background
         self._start_ready()
@@ -533,42 +549,30 @@ class Worker:
         execution.job, problem = read_claimed(execution.raw_id, fields, self.redis)
         execution.problem = problem or None
 
-    def _ended_one(self, outcome: Outcome) -> None:
-        outcome.execution.ended = True
+    def _ended_one(self, outcome: Ended) -> None:
+        self._running[outcome.exec_id].ended = True
         self._ended.append(outcome)
         self._ended_event.set()
 
-    async def _perform(self, execution: Execution) -> Outcome:
-        """Call the job in the app context, under its timeout.
-
-        Timeout, rq's stop-job command and shutdown all cancel the job's task;
-        ``cancel_reason`` tells them apart. A job's ``sys.exit()`` is its failure.
-        """
-        timer = None
-        if execution.timeout > 0:
-            loop = asyncio.get_running_loop()
-            timer = loop.call_later(execution.timeout, self._cancel, execution, "timeout")
-        try:
-            async with app_context(self.app):
-                try:
+    async def _perform(self, execution: Execution) -> Ended:
+        """Call the job in the app context, under its timeout (``Deadline``: a timeout
+        fails it with ``JobTimeoutError``). rq's stop-job command and shutdown cancel the
+        job's task; ``cancel_reason`` tells them apart. A job's ``sys.exit()`` is its
+        failure."""
+        async with app_context(self.app):
+            try:
+                with Deadline(execution.timeout):
                     value = await self._call(execution)
-                except asyncio.CancelledError:
-                    return await self._cancelled(execution)
-                except (Exception, SystemExit) as error:
-                    return await self._failed(execution, error)
-                return await self._succeeded(execution, value)
-        finally:
-            if timer is not None:
-                timer.cancel()
+            except asyncio.CancelledError:
+                return await self._cancelled(execution)
+            except (Exception, SystemExit) as error:
+                return await self._failed(execution, error)
+            return await self._succeeded(execution, value)
 
-    async def _cancelled(self, execution: Execution) -> Outcome:
-        reason = execution.cancel_reason
-        if reason == "stopped":
+    async def _cancelled(self, execution: Execution) -> Ended:
+        if execution.cancel_reason == "stopped":
             return await self._stopped(execution)
-        if reason == "timeout":
-            error = JobTimeoutError(f"job exceeded its timeout of {execution.timeout} seconds")
-            return await self._failed(execution, error)
-        return Outcome(execution, "requeue")  # shutdown, or a cancel from outside
+        return ended(execution, "requeue")  # shutdown, or a cancel from outside
 
     async def _call(self, execution: Execution) -> Any:
         assert execution.job is not None
@@ -579,7 +583,7 @@ class Worker:
             func_name, args, kwargs = decode_data(data)
         return await call(import_function(func_name), args, kwargs, self._limiter)
 
-    async def _succeeded(self, execution: Execution, value: Any) -> Outcome:
+    async def _succeeded(self, execution: Execution, value: Any) -> Ended:
         job = execution.job
         assert job is not None
         if job.success_callback_name:
@@ -589,9 +593,9 @@ class Worker:
                 )
             except Exception as error:
                 return await self._failed(execution, error)
-        return Outcome(execution, "finished", encode_return_value(value))
+        return ended(execution, "finished", encode_return_value(value))
 
-    async def _failed(self, execution: Execution, error: BaseException) -> Outcome:
+    async def _failed(self, execution: Execution, error: BaseException) -> Ended:
         log.warning("job %s failed: %r", execution.job_id, error)
         job = execution.job
         if job is not None and job.failure_callback_name:
@@ -603,16 +607,16 @@ class Worker:
                 error,
                 error.__traceback__,
             )
-        return Outcome(execution, "failed", encode_exc_string(format_exception(error)))
+        return ended(execution, "failed", encode_exc_string(format_exception(error)))
 
-    async def _stopped(self, execution: Execution) -> Outcome:
+    async def _stopped(self, execution: Execution) -> Ended:
         job = execution.job
         if job is not None and job.stopped_callback_name:
             await self._run_callback_safely(
                 job, job.stopped_callback_name, job.stopped_callback_timeout
             )
         text = "Job stopped by user, work-horse terminated."
-        return Outcome(execution, "stopped", encode_exc_string(text))
+        return ended(execution, "stopped", encode_exc_string(text))
 
     async def _run_callback_safely(self, job: Job, callback: str, seconds: int, *args: Any) -> None:
         try:
@@ -630,7 +634,7 @@ class Worker:
         time, so an outcome finish.lua cannot write never holds up the others.
         """
         backoff = Backoff(self._health)
-        while self._accepting or self._ended:
+        while self.state is not WorkerState.DRAINED or self._ended:
             if not self._ended:
                 self._ended_event = anyio.Event()
                 await self._ended_event.wait()
@@ -648,7 +652,7 @@ class Worker:
                 continue
             backoff.reset()
 
-    async def _record_one_by_one(self, batch: list[Outcome], backoff: Backoff) -> None:
+    async def _record_one_by_one(self, batch: list[Ended], backoff: Backoff) -> None:
         """Record each outcome alone; the ones that still fail wait for the next round."""
         for outcome in batch:
             try:
@@ -656,38 +660,15 @@ class Worker:
                     await self._record([outcome])
             except Exception as error:
                 self._ended.append(outcome)
-                await backoff.wait(
-                    error, f"recording the outcome of job {outcome.execution.job_id!r}"
-                )
+                await backoff.wait(error, f"recording the outcome of job {outcome.raw_id!r}")
 
-    async def _record(self, batch: list[Outcome]) -> None:
-        now = time.time()
-        ts = epoch_ts(now)
-        executions = [
-            [
-                o.execution.raw_id,
-                o.execution.exec_id,
-                o.execution.origin,
-                o.status,
-                o.payload,
-                repr(o.execution.started_at),
-                repr(max(now - o.execution.started_at, 0.0)),
-            ]
-            for o in batch
-        ]
-        args = [
-            self.name,
-            repr(now),
-            ts,
-            self.result_ttl,
-            self.failure_ttl,
-            _scripts.pack_argument(executions),
-        ]
-        results = await _scripts.FINISH(self.multiplexer, [], args)
-        for outcome, written in zip(batch, results, strict=True):
-            execution = outcome.execution
-            log.debug("job %s: %s", execution.job_id, written.decode())
-            self._running.pop(execution.exec_id, None)
+    async def _record(self, batch: list[Ended]) -> None:
+        written = await record(
+            self.multiplexer, self.name, batch, self.result_ttl, self.failure_ttl
+        )
+        for outcome, what in zip(batch, written, strict=True):
+            log.debug("job %r: %s", outcome.raw_id, what.decode())
+            self._running.pop(outcome.exec_id, None)
         self.processed += len(batch)
         self._room.set()  # a burst worker waits for outcomes before it looks again
         if not self._running:
