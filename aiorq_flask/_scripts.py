@@ -4,19 +4,28 @@ A script runs atomically, so each multi-key step (claim, finish, sweep, schedule
 round trip and can never be seen half done. ``EVALSHA`` sends only the 40-byte hash; a
 ``NOSCRIPT`` reply (Redis restarted, script cache flushed) means nothing ran, so loading
 the script and calling again is safe.
+
+Each script is loaded behind a preamble rendered from Python: the ``KEY`` table from
+``keys.py``, the ``STATUS`` table from ``JobStatus``, the ``OUTCOME`` table from
+``Outcome``, and ``REPLY``, which builds the script's reply from named fields in
+the order of the named tuple that decodes it. So no script spells a key, a status or the
+order of its reply. Scripts that record outcomes also get ``scripts/lib/outcomes.lua``.
 """
 
 from __future__ import annotations
 
+import enum
 import hashlib
 from importlib import resources
-from typing import Any
+from typing import Any, NamedTuple
 
 import msgpack  # type: ignore[import-untyped]
 from redis.asyncio.client import Pipeline
 from redis.exceptions import NoScriptError
 
+from . import keys
 from ._multiplexer import Multiplexer
+from .job import JobStatus
 
 
 def pack_argument(value: Any) -> bytes:
@@ -29,14 +38,73 @@ def pack_argument(value: Any) -> bytes:
     return packed
 
 
+class Outcome(str, enum.Enum):
+    """How an execution ended, as the worker and eager mode tell ``finish.lua``."""
+
+    FINISHED = JobStatus.FINISHED.value
+    FAILED = JobStatus.FAILED.value
+    STOPPED = JobStatus.STOPPED.value
+    INVALID = "invalid"  # the worker cannot read the job: failed, never retried
+    REQUEUE = "requeue"  # worker shutdown: back to the front of its queue
+    RELEASE = "release"  # a second claim of a job the worker runs already: unbooked
+
+
+class Claimed(NamedTuple):
+    """One id ``claim.lua`` popped."""
+
+    id: bytes
+    execution_id: bytes | None  # None: dropped, unbooked (``why`` says why)
+    origin: bytes  # the queue it was booked under, or why it was dropped
+    hash: list[bytes] | None  # the job hash as it was, field, value, ...
+    left_out: int  # 1: its big ``data`` was left out of ``hash``
+
+
+class Beat(NamedTuple):
+    """What one ``heartbeat.lua`` found."""
+
+    registered_again: int  # the worker hash had lost its birth: written again in full
+    taken_back: int  # jobs a sweep requeued while the worker was away, taken back
+    run_elsewhere: int  # running here, and started by another worker too
+    orphans_requeued: int  # claimed by a claim whose reply was lost, put back
+
+
+class Swept(NamedTuple):
+    """What one ``sweep.lua`` did."""
+
+    requeued: int
+    failed: int
+
+
+def _read(path: str) -> str:
+    return resources.files(__package__).joinpath(f"scripts/{path}.lua").read_text()
+
+
+def preamble(reply: type[tuple[Any, ...]] | None = None) -> str:
+    """The Lua every script is loaded behind (see the module's docstring)."""
+    lines = [keys.lua_preamble()]
+    for table, members in (("STATUS", JobStatus), ("OUTCOME", Outcome)):
+        items = ", ".join(f"{m.name} = {m.value!r}" for m in members)
+        lines.append(f"local {table} = {{{items}}}\n")
+    if reply is not None:
+        fields = ", ".join(f"reply.{name}" for name in reply._fields)  # type: ignore[attr-defined]
+        lines.append(f"local function REPLY(reply) return {{{fields}}} end\n")
+    return "".join(lines)
+
+
 class Script:
     """One Lua file, called with ``await script(multiplexer, keys, args)``, or queued in a
     transaction with ``load_in`` then ``call_in`` (loading inside the MULTI means no call in
     it can meet ``NOSCRIPT``)."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(
+        self,
+        name: str,
+        reply: type[tuple[Any, ...]] | None = None,
+        libraries: tuple[str, ...] = (),
+    ) -> None:
         self.name = name
-        self.source = resources.files(__package__).joinpath(f"scripts/{name}.lua").read_text()
+        parts = [preamble(reply), *(_read(f"lib/{lib}") for lib in libraries), _read(name)]
+        self.source = "\n".join(parts)
         self.sha = hashlib.sha1(self.source.encode()).hexdigest()
 
     async def __call__(self, redis: Multiplexer, keys: list[str], args: list[Any]) -> Any:
@@ -54,10 +122,10 @@ class Script:
 
 
 ENQUEUE = Script("enqueue")
-CLAIM = Script("claim")
-FINISH = Script("finish")
-HEARTBEAT = Script("heartbeat")
-SWEEP = Script("sweep")
+CLAIM = Script("claim", reply=Claimed)
+FINISH = Script("finish", libraries=("outcomes",))
+HEARTBEAT = Script("heartbeat", reply=Beat, libraries=("outcomes",))
+SWEEP = Script("sweep", reply=Swept, libraries=("outcomes",))
 SCHEDULE = Script("schedule")
 RELEASE_LOCKS = Script("release_locks")
 EMPTY = Script("empty")

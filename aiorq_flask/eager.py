@@ -14,6 +14,7 @@ import time
 import uuid
 
 from ._multiplexer import Multiplexer
+from ._scripts import Outcome
 from .execution import (
     Deadline,
     call,
@@ -43,9 +44,9 @@ async def run_eagerly(data: EnqueueData, multiplexer: Multiplexer, origin: str) 
         func = import_function(data.func_name)
         with Deadline(data.timeout):
             value = await call(func, data.args, data.kwargs)
-        status, payload = "finished", encode_return_value(value)
+        status, payload = Outcome.FINISHED, encode_return_value(value)
     except Exception as error:
-        status, payload = "failed", encode_exc_string(format_exception(error))
+        status, payload = Outcome.FAILED, encode_exc_string(format_exception(error))
     ended = Ended(data.job_id.encode(), uuid.uuid4().hex, origin.encode(), status, payload, started)
     await record(multiplexer, "", [ended], DEFAULT_RESULT_TTL, DEFAULT_FAILURE_TTL)
-    return status
+    return status.value

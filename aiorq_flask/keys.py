@@ -1,76 +1,155 @@
 """Every Redis key name aiorq_flask reads or writes, in one place.
 
 The names are RQ's own (``../shared/spec/rq-data-model.md`` §2), so stock rq tools see
-our queues, jobs, registries and workers. Python code spells no key outside this module.
-The Lua scripts in ``scripts/`` build the keys they reach from a job id or a queue name
-inside the script (``rq:job:<id>``, ``rq:wip:<q>``, ``rq:execution:<id>:<exec>``, ...),
-since a script cannot call back here; they use the same names.
+our queues, jobs, registries and workers. The prefix is rq 3.0's: ``RQ_KEY_PREFIX`` from
+the environment when this module is first imported (default ``rq``), checked the way rq
+checks it, so a stock rq worker started with the same variable shares our keys.
+
+Python builds keys with the functions below; the Lua scripts get the same names from a
+preamble rendered from ``TEMPLATES`` when they load (``lua_preamble``), so no script spells
+a key of its own.
 """
 
 from __future__ import annotations
 
-PREFIX = "rq:"
-QUEUES = "rq:queues"
-WORKERS = "rq:workers"
-SUSPENDED = "rq:suspended"
+import os
+import re
+
+PREFIX = os.environ.get("RQ_KEY_PREFIX", "rq")
+if not re.fullmatch(r"[A-Za-z0-9_.:{}-]+", PREFIX):
+    raise ValueError(
+        f"RQ_KEY_PREFIX={PREFIX!r} is not valid: rq allows only letters, digits and _ . : - {{ }}"
+    )
+
+# Each key: its name in the Lua preamble's KEY table, and its text with {0}, {1} where the
+# job id, queue name, worker name or execution id goes. The double colon of dependencies
+# is rq's: it appends ":<id>:dependencies" to "<prefix>:job:".
+TEMPLATES: dict[str, str] = {
+    "queues": "{p}:queues",
+    "workers": "{p}:workers",
+    "suspended": "{p}:suspended",
+    "queue": "{p}:queue:{0}",
+    "job": "{p}:job:{0}",
+    "dependents": "{p}:job:{0}:dependents",
+    "dependencies": "{p}:job::{0}:dependencies",
+    "results": "{p}:results:{0}",
+    "execution": "{p}:execution:{0}:{1}",
+    "executions": "{p}:executions:{0}",
+    "wip": "{p}:wip:{0}",
+    "finished": "{p}:finished:{0}",
+    "failed": "{p}:failed:{0}",
+    "deferred": "{p}:deferred:{0}",
+    "scheduled": "{p}:scheduled:{0}",
+    "canceled": "{p}:canceled:{0}",
+    "worker": "{p}:worker:{0}",
+    "workers_on": "{p}:workers:{0}",
+    "worker_executions": "{p}:worker:{0}:executions",
+    "pubsub": "{p}:pubsub:{0}",
+    "scheduler": "{p}:scheduler:{0}",
+    "scheduler_lock": "{p}:scheduler-lock:{0}",
+}
+
+_ESCAPED = PREFIX.replace("{", "{{").replace("}", "}}")  # rq allows braces (hash tags)
+_T = {name: template.replace("{p}", _ESCAPED) for name, template in TEMPLATES.items()}
+QUEUES = _T["queues"].format()
+WORKERS = _T["workers"].format()
+SUSPENDED = _T["suspended"].format()
 
 
 def queue(name: str) -> str:
-    return f"rq:queue:{name}"
+    return _T["queue"].format(name)
 
 
 def job(job_id: str) -> str:
-    return f"rq:job:{job_id}"
+    return _T["job"].format(job_id)
 
 
 def dependents(job_id: str) -> str:
-    return f"rq:job:{job_id}:dependents"
+    return _T["dependents"].format(job_id)
 
 
 def dependencies(job_id: str) -> str:
-    # The double colon is rq's: it appends ":<id>:dependencies" to "rq:job:".
-    return f"rq:job::{job_id}:dependencies"
+    return _T["dependencies"].format(job_id)
 
 
 def results(job_id: str) -> str:
-    return f"rq:results:{job_id}"
+    return _T["results"].format(job_id)
+
+
+def wip(name: str) -> str:
+    return _T["wip"].format(name)
 
 
 def finished(name: str) -> str:
-    return f"rq:finished:{name}"
+    return _T["finished"].format(name)
 
 
 def failed(name: str) -> str:
-    return f"rq:failed:{name}"
+    return _T["failed"].format(name)
 
 
 def deferred(name: str) -> str:
-    return f"rq:deferred:{name}"
+    return _T["deferred"].format(name)
 
 
 def scheduled(name: str) -> str:
-    return f"rq:scheduled:{name}"
+    return _T["scheduled"].format(name)
 
 
 def canceled(name: str) -> str:
-    return f"rq:canceled:{name}"
+    return _T["canceled"].format(name)
 
 
 def worker(name: str) -> str:
-    return f"rq:worker:{name}"
+    return _T["worker"].format(name)
 
 
 def workers_on(queue_name: str) -> str:
-    return f"rq:workers:{queue_name}"
+    return _T["workers_on"].format(queue_name)
 
 
 def worker_executions(name: str) -> str:
-    return f"rq:worker:{name}:executions"
+    return _T["worker_executions"].format(name)
 
 
 def pubsub(worker_name: str) -> str:
-    return f"rq:pubsub:{worker_name}"
+    return _T["pubsub"].format(worker_name)
 
 
 def scheduler(name: str) -> str:
-    return f"rq:scheduler:{name}"
+    return _T["scheduler"].format(name)
+
+
+def lua_preamble() -> str:
+    """The Lua ``KEY`` table: each template as a constant or a function of its parts."""
+    lines = ["local KEY = {}"]
+    for name, template in TEMPLATES.items():
+        parts: list[str] = []  # Lua expressions, joined with ..
+        params: set[str] = set()
+        text = ""  # literal text not yet in parts: the prefix and the template's own
+        for token in re.split(r"(\{\d\})", template.replace("{p}", PREFIX)):
+            if re.fullmatch(r"\{\d\}", token):
+                parts += [_lua_text(text)] if text else []
+                text = ""
+                params.add(f"a{token[1]}")
+                parts.append(f"a{token[1]}")
+            else:
+                text += token
+        parts += [_lua_text(text)] if text else []
+        value = " .. ".join(parts)
+        if params:
+            value = f"function({', '.join(sorted(params))}) return {value} end"
+        lines.append(f"KEY.{name} = {value}")
+    return "\n".join(lines) + "\n"
+
+
+def _lua_text(text: str) -> str:
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def executions(job_id: str) -> str:
+    return _T["executions"].format(job_id)
+
+
+def execution(job_id: str, execution_id: str) -> str:
+    return _T["execution"].format(job_id, execution_id)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from . import _scripts
 from ._multiplexer import Multiplexer
+from ._scripts import Outcome
 from .job import epoch_ts
 
 
@@ -22,7 +23,7 @@ class Ended:
     raw_id: bytes  # the job id as stored
     exec_id: str
     origin: bytes  # the queue its execution was booked under
-    status: str  # finished | failed | stopped | invalid | requeue | release (see finish.lua)
+    status: Outcome
     payload: str = ""  # base64 return value, or base64 exc_string
     started_at: float = 0.0
 
@@ -45,7 +46,7 @@ async def record(
             e.raw_id,
             e.exec_id,
             e.origin,
-            e.status,
+            e.status.value,
             e.payload,
             repr(e.started_at),
             repr(max(now - e.started_at, 0.0)),  # working seconds

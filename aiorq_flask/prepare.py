@@ -145,6 +145,7 @@ class EnqueueData:
         if may_wait and self.at_front:
             fields = {**fields, "enqueue_at_front": 1}  # rq's flag for a later push
         return [
+            self.job_id,
             status.value,
             where,
             origin,

@@ -98,17 +98,16 @@ class Queue:
         the back (at the front with ``at_front``) unless ``where`` says otherwise."""
         if where is None:
             where = ("L" if data.at_front else "R") if status is JobStatus.QUEUED else ""
-        return [keys.job(data.job_id), self.key], data.script_args(self.name, status, where)
+        return [self.key], data.script_args(self.name, status, where)
 
     def _write_in(
         self, pipe: Pipeline, data: EnqueueData, status: JobStatus, where: str | None = None
     ) -> None:
         """Queue ``data``'s write in a MULTI: its script call, and before it, in the same
         atomic step, a big payload's plain ``HSET`` (see ``payload.BIG_DATA``)."""
-        job_keys, args = self.write_args(data, status, where)
         if len(data.payload) > BIG_DATA:
-            pipe.hset(job_keys[0], "data", data.payload)
-        _scripts.ENQUEUE.call_in(pipe, job_keys, args)
+            pipe.hset(keys.job(data.job_id), "data", data.payload)
+        _scripts.ENQUEUE.call_in(pipe, *self.write_args(data, status, where))
 
     async def _write(
         self, data: EnqueueData, status: JobStatus = JobStatus.QUEUED, where: str | None = None

@@ -5,7 +5,6 @@
 local ids = redis.call('LRANGE', KEYS[1], 0, -1)
 redis.call('DEL', KEYS[1])
 for _, id in ipairs(ids) do
-  redis.call('DEL', 'rq:job:' .. id, 'rq:results:' .. id, 'rq:job:' .. id .. ':dependents',
-    'rq:job::' .. id .. ':dependencies')
+  redis.call('DEL', KEY.job(id), KEY.results(id), KEY.dependents(id), KEY.dependencies(id))
 end
 return #ids

@@ -5,30 +5,35 @@
 -- Returns how many jobs it moved.
 local name, now, ts, lock_ttl = ARGV[1], tonumber(ARGV[2]), ARGV[3], tonumber(ARGV[4])
 local moved = 0
-for i = 5, #ARGV do
-  local queue_name = ARGV[i]
-  local lock = 'rq:scheduler-lock:' .. queue_name
+
+local function holds_lock(queue_name)
+  local lock = KEY.scheduler_lock(queue_name)
   local holder = redis.call('GET', lock)
   if not holder then
     redis.call('SET', lock, name, 'EX', lock_ttl)
-    holder = name
+    return true
   elseif holder == name then
     redis.call('EXPIRE', lock, lock_ttl)
+    return true
   end
-  if holder == name then
-    local scheduled = 'rq:scheduled:' .. queue_name
+  return false
+end
+
+local function move(queue_name, id)
+  local job = KEY.job(id)
+  redis.call('HSET', job, 'status', STATUS.QUEUED, 'enqueued_at', ts)
+  local front = redis.call('HGET', job, 'enqueue_at_front') == '1'
+    or (redis.call('HGET', job, 'enqueue_at_front_on_retry') == '1'
+        and (redis.call('HGET', job, 'ended_at') or '') ~= '')
+  redis.call(front and 'LPUSH' or 'RPUSH', KEY.queue(queue_name), id)
+end
+
+for i = 5, #ARGV do
+  if holds_lock(ARGV[i]) then
+    local scheduled = KEY.scheduled(ARGV[i])
     for _, id in ipairs(redis.call('ZRANGEBYSCORE', scheduled, 0, now, 'LIMIT', 0, 1000)) do
-      local job = 'rq:job:' .. id
-      if redis.call('EXISTS', job) == 1 then
-        redis.call('HSET', job, 'status', 'queued', 'enqueued_at', ts)
-        local front = redis.call('HGET', job, 'enqueue_at_front') == '1'
-          or (redis.call('HGET', job, 'enqueue_at_front_on_retry') == '1'
-              and (redis.call('HGET', job, 'ended_at') or '') ~= '')
-        if front then
-          redis.call('LPUSH', 'rq:queue:' .. queue_name, id)
-        else
-          redis.call('RPUSH', 'rq:queue:' .. queue_name, id)
-        end
+      if redis.call('EXISTS', KEY.job(id)) == 1 then
+        move(ARGV[i], id)
         moved = moved + 1
       end
       redis.call('ZREM', scheduled, id)

@@ -14,7 +14,6 @@ import socket
 import sys
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Protocol
 
 from redis.asyncio import Redis
@@ -22,6 +21,7 @@ from redis.typing import EncodableT, FieldT
 
 from .. import _scripts, keys
 from .._multiplexer import Multiplexer
+from .._scripts import Beat, Swept
 from ..execution import encode_exc_string
 from ..job import epoch_ts, now_ts
 
@@ -126,16 +126,6 @@ async def deregister(
         await pipe.execute()
 
 
-@dataclass(frozen=True)
-class Beat:
-    """What one heartbeat found (see ``scripts/heartbeat.lua``)."""
-
-    registered_again: bool
-    taken_back: int  # jobs a sweep requeued while the worker was away, taken back
-    run_elsewhere: int  # running here, and started by another worker too
-    orphans_requeued: int  # claimed by a claim whose reply was lost, put back
-
-
 async def heartbeat(
     multiplexer: Multiplexer,
     name: str,
@@ -165,19 +155,15 @@ async def heartbeat(
     for execution in held:
         state = "ended" if execution.ended else "running"
         args += [execution.raw_id, execution.exec_id, execution.origin, state]
-    found = await _scripts.HEARTBEAT(multiplexer, [], args)
-    return Beat(bool(found[0]), int(found[1]), int(found[2]), int(found[3]))
+    return Beat._make(await _scripts.HEARTBEAT(multiplexer, [], args))
 
 
-async def sweep(
-    multiplexer: Multiplexer, queues: Sequence[str], failure_ttl: int
-) -> tuple[int, int]:
-    """Rescue the jobs of dead workers on ``queues``; return (requeued, failed)."""
+async def sweep(multiplexer: Multiplexer, queues: Sequence[str], failure_ttl: int) -> Swept:
+    """Rescue the jobs of dead workers on ``queues``."""
     now = time.time()
     text = f"Moved to FailedJobRegistry, due to AbandonedJobError, at {epoch_ts(now)}"
     args = [repr(now), epoch_ts(now), encode_exc_string(text), failure_ttl, SWEEP_BATCH]
-    requeued, failed = await _scripts.SWEEP(multiplexer, [], [*args, *queues])
-    return int(requeued), int(failed)
+    return Swept._make(await _scripts.SWEEP(multiplexer, [], [*args, *queues]))
 
 
 async def schedule(multiplexer: Multiplexer, name: str, queues: Sequence[str]) -> int:

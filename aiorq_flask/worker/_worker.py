@@ -33,6 +33,7 @@ from .. import _scripts, keys
 from .._connections import block_slice, dedicated_client
 from .._multiplexer import Multiplexer
 from .._redis_errors import is_transient
+from .._scripts import Claimed, Outcome
 from ..errors import ConfigError, InvalidJobError, NoSuchJobError
 from ..execution import (
     Deadline,
@@ -97,8 +98,8 @@ class Execution:
         return self.job.timeout if self.job is not None else 0
 
 
-def ended(execution: Execution, status: str, payload: str = "") -> Ended:
-    """How ``execution`` ended, for ``outcomes.record`` (statuses: see finish.lua)."""
+def ended(execution: Execution, status: Outcome, payload: str = "") -> Ended:
+    """How ``execution`` ended, for ``outcomes.record``."""
     return Ended(
         execution.raw_id, execution.exec_id, execution.origin, status, payload, execution.started_at
     )
@@ -317,7 +318,7 @@ class Worker:
         self._cancel_running("requeue")
         while self._ready:
             execution = self._ready.popleft()
-            self._ended_one(ended(execution, "requeue"))
+            self._ended_one(ended(execution, Outcome.REQUEUE))
         tasks = [e.task for e in self._running.values() if e.task is not None]
         if tasks:
             await asyncio.wait(tasks, timeout=self.grace_period or None)
@@ -422,12 +423,11 @@ class Worker:
         if replies == -1:
             return None
         running = {e.raw_id for e in self._running.values() if not e.ended} if replies else ()
-        for reply in replies:
-            raw_id, exec_id, origin = reply[:3]
+        for claimed in map(Claimed._make, replies):
+            raw_id, exec_id, origin = claimed.id, claimed.execution_id, claimed.origin
             if exec_id is None:
                 self._dropped(raw_id, origin)
                 continue
-            fields, left_out = reply[3], reply[4]
             job_id = raw_id.decode("utf-8", "backslashreplace")
             execution = Execution(
                 raw_id=raw_id,
@@ -437,7 +437,8 @@ class Worker:
                 job=None,
                 started_at=now,
             )
-            if left_out:
+            fields = claimed.hash or []
+            if claimed.left_out:
                 execution.unread = fields
             else:
                 execution.job, problem = read_claimed(raw_id, fields, self.redis)
@@ -447,7 +448,7 @@ class Worker:
                 # A sweep took this worker for dead and requeued a job it still runs:
                 # that run goes on, and this second booking is let go unrun.
                 log.warning("job %r came back while it runs here: not run twice", job_id)
-                self._ended_one(ended(execution, "release"))
+                self._ended_one(ended(execution, Outcome.RELEASE))
                 continue
             self._ready.append(execution)
             self._claimed_total += 1
@@ -508,7 +509,7 @@ class Worker:
                 await self._read_big_data(execution)
             if execution.problem is not None:
                 log.warning("job %r failed: %s", execution.job_id, execution.problem)
-                outcome = ended(execution, "invalid", encode_exc_string(execution.problem))
+                outcome = ended(execution, Outcome.INVALID, encode_exc_string(execution.problem))
             elif execution.cancel_reason is None:
                 outcome = await self._perform(execution)
             else:
@@ -518,7 +519,7 @@ class Worker:
                 log.exception("job %r: running it failed", execution.job_id)
             text = encode_exc_string(format_exception(error))
             failed = execution.cancel_reason != "requeue"
-            outcome = ended(execution, "failed" if failed else "requeue", text)
+            outcome = ended(execution, Outcome.FAILED if failed else Outcome.REQUEUE, text)
         self._ended_one(outcome)
         self._active -= 1  # its slot is free now; the outcome is written in the background
         self._start_ready()
@@ -572,7 +573,7 @@ class Worker:
     async def _cancelled(self, execution: Execution) -> Ended:
         if execution.cancel_reason == "stopped":
             return await self._stopped(execution)
-        return ended(execution, "requeue")  # shutdown, or a cancel from outside
+        return ended(execution, Outcome.REQUEUE)  # shutdown, or a cancel from outside
 
     async def _call(self, execution: Execution) -> Any:
         assert execution.job is not None
@@ -593,7 +594,7 @@ class Worker:
                 )
             except Exception as error:
                 return await self._failed(execution, error)
-        return ended(execution, "finished", encode_return_value(value))
+        return ended(execution, Outcome.FINISHED, encode_return_value(value))
 
     async def _failed(self, execution: Execution, error: BaseException) -> Ended:
         log.warning("job %s failed: %r", execution.job_id, error)
@@ -607,7 +608,7 @@ class Worker:
                 error,
                 error.__traceback__,
             )
-        return ended(execution, "failed", encode_exc_string(format_exception(error)))
+        return ended(execution, Outcome.FAILED, encode_exc_string(format_exception(error)))
 
     async def _stopped(self, execution: Execution) -> Ended:
         job = execution.job
@@ -616,7 +617,7 @@ class Worker:
                 job, job.stopped_callback_name, job.stopped_callback_timeout
             )
         text = "Job stopped by user, work-horse terminated."
-        return ended(execution, "stopped", encode_exc_string(text))
+        return ended(execution, Outcome.STOPPED, encode_exc_string(text))
 
     async def _run_callback_safely(self, job: Job, callback: str, seconds: int, *args: Any) -> None:
         try:
