@@ -18,16 +18,30 @@ from .errors import (
 from .job import Job, JobStatus, Result, ResultType, Retry
 from .prepare import EnqueueData
 from .queue import Queue
+from .registries import (
+    CanceledJobRegistry,
+    DeferredJobRegistry,
+    FailedJobRegistry,
+    FinishedJobRegistry,
+    JobRegistry,
+    ScheduledJobRegistry,
+    StartedJobRegistry,
+)
 from .serializer import MsgpackSerializer
 
 __all__ = [
     "AsyncRQ",
+    "CanceledJobRegistry",
     "ConfigError",
+    "DeferredJobRegistry",
     "DeserializationError",
     "EnqueueData",
+    "FailedJobRegistry",
+    "FinishedJobRegistry",
     "InvalidJobError",
     "InvalidJobOperation",
     "Job",
+    "JobRegistry",
     "JobStatus",
     "JobTimeoutError",
     "JobWrapper",
@@ -37,5 +51,7 @@ __all__ = [
     "Result",
     "ResultType",
     "Retry",
+    "ScheduledJobRegistry",
     "SerializationError",
+    "StartedJobRegistry",
 ]

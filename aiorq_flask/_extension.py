@@ -10,47 +10,18 @@ from __future__ import annotations
 import sys
 import weakref
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, overload
+from typing import Any, ParamSpec, TypeVar, overload
 
 from ._config import Plan, plan_from_config
 from ._connections import ConnectionPools
+from ._state import EXTENSION_KEY, AppState
 from .decorator import JobWrapper, make_job_decorator
 from .queue import Queue
-
-if TYPE_CHECKING:
-    from .worker import Worker
+from .worker import Worker
+from .worker.cli import register_cli
 
 P = ParamSpec("P")
 R = TypeVar("R")
-
-EXTENSION_KEY = "aiorq"
-
-
-@dataclass
-class AppState:
-    """What ``init_app`` built for one app: the plan, its pools and its queues.
-
-    It holds its app weakly: the state is the value of a ``WeakKeyDictionary`` keyed by
-    that app, and a strong reference would keep the app alive forever.
-    """
-
-    app_ref: weakref.ref[Any]
-    plan: Plan
-    pools: ConnectionPools
-    queues: dict[str, Queue]
-
-    @property
-    def app(self) -> Any:
-        return self.app_ref()
-
-    def get_queue(self, name: str) -> Queue:
-        try:
-            return self.queues[name]
-        except KeyError:
-            raise KeyError(
-                f"no queue named {name!r}; configured queues: {', '.join(self.queues)}"
-            ) from None
 
 
 def _is_eager(plan: Plan, app: Any) -> bool:
@@ -95,12 +66,7 @@ class AsyncRQ:
         app.extensions[EXTENSION_KEY] = self
         if hasattr(app, "after_serving"):  # Quart: close the serving loop's pools with it
             app.after_serving(pools.aclose)
-        self._register_cli(app)
-
-    def _register_cli(self, app: Any) -> None:
-        from .worker.cli import register_cli
-
-        register_cli(app, self)
+        register_cli(app)
 
     def state(self, app: Any = None) -> AppState:
         """The state of ``app``, or of the current app; ``RuntimeError`` when unregistered."""
@@ -155,6 +121,4 @@ class AsyncRQ:
 
     def make_worker(self, connection: str = "default", app: Any = None, **options: Any) -> Worker:
         """A worker serving every queue of ``connection`` (see ``aiorq_flask.worker.Worker``)."""
-        from .worker import Worker
-
         return Worker(self.state(app), connection=connection, **options)

@@ -9,14 +9,21 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, ParamSpec, Protocol, TypeVar
 
 if TYPE_CHECKING:
-    from ._extension import AsyncRQ
     from .job import Job
+    from .queue import Queue
 
 P = ParamSpec("P")
 R = TypeVar("R")
+
+
+class QueueSource(Protocol):
+    """Where a wrapper finds its queue each time it enqueues (``AsyncRQ`` is one: its
+    ``get_queue`` answers for the app whose context is current)."""
+
+    def get_queue(self, name: str) -> Queue: ...
 
 
 class JobWrapper(Generic[P, R]):
@@ -27,12 +34,12 @@ class JobWrapper(Generic[P, R]):
     """
 
     def __init__(
-        self, func: Callable[P, R], rq: AsyncRQ, queue: str, defaults: Mapping[str, Any]
+        self, func: Callable[P, R], queues: QueueSource, queue: str, defaults: Mapping[str, Any]
     ) -> None:
         self.func = func
         self.__aiorq_func__ = func
         self.queue_name = queue
-        self._rq = rq
+        self._queues = queues
         self._defaults = dict(defaults)
         functools.update_wrapper(self, func)
 
@@ -42,11 +49,12 @@ class JobWrapper(Generic[P, R]):
     def __repr__(self) -> str:
         return f"<job {self.func.__module__}.{self.func.__qualname__} on {self.queue_name!r}>"
 
+    def _queue(self) -> Queue:
+        return self._queues.get_queue(self.queue_name)
+
     async def enqueue(self, *args: P.args, **kwargs: P.kwargs) -> Job:
         """Enqueue a call on this job's queue, with the decorator's defaults."""
-        return await self._rq.get_queue(self.queue_name).enqueue(
-            self.func, *args, **{**self._defaults, **kwargs}
-        )
+        return await self._queue().enqueue(self.func, *args, **{**self._defaults, **kwargs})
 
     async def enqueue_call(
         self,
@@ -54,25 +62,25 @@ class JobWrapper(Generic[P, R]):
         kwargs: Mapping[str, Any] | None = None,
         **options: Any,
     ) -> Job:
-        return await self._rq.get_queue(self.queue_name).enqueue_call(
+        return await self._queue().enqueue_call(
             self.func, args, kwargs, **{**self._defaults, **options}
         )
 
     async def enqueue_at(self, when: datetime, *args: P.args, **kwargs: P.kwargs) -> Job:
-        return await self._rq.get_queue(self.queue_name).enqueue_at(
+        return await self._queue().enqueue_at(
             when, self.func, *args, **{**self._defaults, **kwargs}
         )
 
     async def enqueue_in(self, delay: timedelta | float, *args: P.args, **kwargs: P.kwargs) -> Job:
-        return await self._rq.get_queue(self.queue_name).enqueue_in(
+        return await self._queue().enqueue_in(
             delay, self.func, *args, **{**self._defaults, **kwargs}
         )
 
 
 def make_job_decorator(
-    rq: AsyncRQ, queue: str, defaults: Mapping[str, Any]
+    queues: QueueSource, queue: str, defaults: Mapping[str, Any]
 ) -> Callable[[Callable[P, R]], JobWrapper[P, R]]:
     def decorate(func: Callable[P, R]) -> JobWrapper[P, R]:
-        return JobWrapper(func, rq, queue, defaults)
+        return JobWrapper(func, queues, queue, defaults)
 
     return decorate

@@ -22,8 +22,9 @@ from typing import Any
 
 import redis
 from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
 
-from . import keys
+from . import keys, registries
 from ._connections import block_slice
 from .errors import (
     DeserializationError,
@@ -319,63 +320,96 @@ class Job:
         await self.connection.hset(self.key, "meta", MsgpackSerializer.dumps(self.meta))
 
     async def delete(self) -> None:
-        """Remove the job, its results and its place in its queue and registries."""
-        origin = self.origin
-        async with self.connection.pipeline(transaction=True) as pipe:
+        """Remove the job and all it has in Redis: its hash, results and executions, and
+        its place in its queue and in every registry, in one atomic step. A worker running
+        it records nothing when it ends."""
+
+        async def read(pipe: Pipeline) -> tuple[str, list[str]]:
+            raw_origin: bytes | None = await pipe.hget(self.key, "origin")  # type: ignore[assignment]
+            origin = raw_origin.decode() if raw_origin else self.origin
+            return origin, await registries.running_members(pipe, origin, self.id)
+
+        def write(pipe: Pipeline, found: tuple[str, list[str]]) -> None:
+            origin, running = found
             pipe.lrem(keys.queue(origin), 0, self.id)
-            for registry in (
-                keys.finished,
-                keys.failed,
-                keys.deferred,
-                keys.scheduled,
-                keys.canceled,
-            ):
-                pipe.zrem(registry(origin), self.id)
+            registries.take_out(pipe, origin, self.id, running)
             pipe.delete(
                 self.key,
                 keys.results(self.id),
                 keys.dependents(self.id),
                 keys.dependencies(self.id),
+                keys.executions(self.id),
+                *(keys.execution(*registries.split_member(member)) for member in running),
             )
-            await pipe.execute()
+
+        await registries.atomically(self.connection, self.key, read, write)
 
     async def cancel(self) -> None:
-        """Take a waiting job out of its queue and book it ``canceled`` (spec §5.12).
+        """Take the job out of its queue and every registry and book it ``canceled``, in
+        one atomic step (spec §5.12); its hash stays, with no expiry.
 
-        A running job is not stopped by this (``send_stop_job_command`` does that).
+        Raises ``NoSuchJobError`` if the job is gone, ``InvalidJobOperation`` if it is
+        canceled already. A running job is not stopped (``send_stop_job_command`` does
+        that): as in rq, only its started registry entry goes.
         """
-        status = await self.get_status()
-        if status is None and not await self.connection.exists(self.key):
-            raise NoSuchJobError(f"no job {self.id!r} in Redis (key {self.key})")
-        if status is JobStatus.CANCELED:
-            raise InvalidJobOperation(f"job {self.id!r} is already canceled")
-        origin = self.origin
-        async with self.connection.pipeline(transaction=True) as pipe:
+
+        async def read(pipe: Pipeline) -> tuple[str, list[str]]:
+            raw: list[bytes | None] = await pipe.hmget(self.key, ["status", "origin"])  # type: ignore[assignment]
+            if raw[0] is None and not await pipe.exists(self.key):
+                raise NoSuchJobError(f"no job {self.id!r} in Redis (key {self.key})")
+            if raw[0] == JobStatus.CANCELED.value.encode():
+                raise InvalidJobOperation(f"job {self.id!r} is already canceled")
+            origin = raw[1].decode() if raw[1] else self.origin
+            return origin, await registries.running_members(pipe, origin, self.id)
+
+        def write(pipe: Pipeline, found: tuple[str, list[str]]) -> None:
+            origin, running = found
             pipe.hset(self.key, "status", JobStatus.CANCELED.value)
             pipe.lrem(keys.queue(origin), 1, self.id)
-            for registry in (keys.deferred, keys.scheduled, keys.finished, keys.failed):
-                pipe.zrem(registry(origin), self.id)
-            pipe.zadd(keys.canceled(origin), {self.id: int(datetime.now(timezone.utc).timestamp())})
-            await pipe.execute()
+            registries.take_out(pipe, origin, self.id, running)
+            pipe.zadd(keys.canceled(origin), {self.id: int(time.time())})
+
+        await registries.atomically(self.connection, self.key, read, write)
         self.status = JobStatus.CANCELED
 
     async def requeue(self, at_front: bool = False) -> None:
-        """Put a failed, stopped or canceled job back on its queue, as ``rq requeue`` does."""
-        status = await self.get_status()
-        if status not in (JobStatus.FAILED, JobStatus.STOPPED, JobStatus.CANCELED):
-            raise InvalidJobOperation(
-                f"job {self.id!r} is {status.value if status else 'created'}: only failed, "
-                "stopped or canceled jobs can be requeued"
+        """Put a failed, stopped or canceled job back on its queue, as ``rq requeue`` does,
+        in one atomic step: status ``queued``, out of every registry, ``started_at`` and
+        ``ended_at`` cleared, its hash kept with no expiry, pushed at the back of the queue
+        (the front with ``at_front``).
+
+        Raises ``NoSuchJobError`` if the job is gone, ``InvalidJobOperation`` if it is in
+        another status.
+        """
+
+        async def read(pipe: Pipeline) -> str:
+            raw: list[bytes | None] = await pipe.hmget(self.key, ["status", "origin"])  # type: ignore[assignment]
+            if raw[0] is None and not await pipe.exists(self.key):
+                raise NoSuchJobError(f"no job {self.id!r} in Redis (key {self.key})")
+            status = _status(raw[0]) if raw[0] else None
+            if status not in (JobStatus.FAILED, JobStatus.STOPPED, JobStatus.CANCELED):
+                raise InvalidJobOperation(
+                    f"job {self.id!r} is {status.value if status else 'created'}: only "
+                    "failed, stopped or canceled jobs can be requeued"
+                )
+            return raw[1].decode() if raw[1] else self.origin
+
+        def write(pipe: Pipeline, origin: str) -> None:
+            registries.take_out(pipe, origin, self.id, running=())
+            pipe.hset(
+                self.key,
+                mapping={
+                    "status": JobStatus.QUEUED.value,
+                    "enqueued_at": now_ts(),
+                    "started_at": "",
+                    "ended_at": "",
+                },
             )
-        origin = self.origin
-        async with self.connection.pipeline(transaction=True) as pipe:
-            pipe.zrem(keys.failed(origin), self.id)
-            pipe.zrem(keys.canceled(origin), self.id)
-            pipe.hset(self.key, mapping={"status": JobStatus.QUEUED.value, "enqueued_at": now_ts()})
             pipe.persist(self.key)
             pipe.sadd(keys.QUEUES, keys.queue(origin))
             (pipe.lpush if at_front else pipe.rpush)(keys.queue(origin), self.id)
-            await pipe.execute()
+
+        await registries.atomically(self.connection, self.key, read, write)
         self.status = JobStatus.QUEUED
 
 

@@ -26,6 +26,14 @@ from .errors import InvalidJobError, NoSuchJobError
 from .job import Job, JobStatus
 from .payload import BIG_DATA, looks_big
 from .prepare import ENQUEUE_OPTIONS, EnqueueData, prepare_job
+from .registries import (
+    CanceledJobRegistry,
+    DeferredJobRegistry,
+    FailedJobRegistry,
+    FinishedJobRegistry,
+    ScheduledJobRegistry,
+    StartedJobRegistry,
+)
 
 if TYPE_CHECKING:
     from ._connections import ConnectionPools
@@ -244,3 +252,35 @@ class Queue:
         """Delete every waiting job of this queue (ids and hashes) in one atomic step;
         return how many."""
         return int(await _scripts.EMPTY(self.multiplexer, [self.key], []))
+
+    # -- registries ------------------------------------------------------------------
+
+    @property
+    def started(self) -> StartedJobRegistry:
+        """The jobs of this queue running now, one entry per execution (``rq:wip:<q>``)."""
+        return StartedJobRegistry(self)
+
+    @property
+    def finished(self) -> FinishedJobRegistry:
+        """The jobs that succeeded, until their ``result_ttl`` runs out."""
+        return FinishedJobRegistry(self)
+
+    @property
+    def failed(self) -> FailedJobRegistry:
+        """The jobs that failed or were stopped; ``await queue.failed.requeue(job_id)``."""
+        return FailedJobRegistry(self)
+
+    @property
+    def deferred(self) -> DeferredJobRegistry:
+        """The jobs waiting for the jobs they depend on."""
+        return DeferredJobRegistry(self)
+
+    @property
+    def scheduled(self) -> ScheduledJobRegistry:
+        """The jobs to be put on this queue at a time."""
+        return ScheduledJobRegistry(self)
+
+    @property
+    def canceled(self) -> CanceledJobRegistry:
+        """The jobs canceled before they ran."""
+        return CanceledJobRegistry(self)

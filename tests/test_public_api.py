@@ -9,12 +9,17 @@ import aiorq_flask.worker
 def test_package_exports_exactly_the_public_names() -> None:
     assert sorted(aiorq_flask.__all__) == [
         "AsyncRQ",
+        "CanceledJobRegistry",
         "ConfigError",
+        "DeferredJobRegistry",
         "DeserializationError",
         "EnqueueData",
+        "FailedJobRegistry",
+        "FinishedJobRegistry",
         "InvalidJobError",
         "InvalidJobOperation",
         "Job",
+        "JobRegistry",
         "JobStatus",
         "JobTimeoutError",
         "JobWrapper",
@@ -24,7 +29,9 @@ def test_package_exports_exactly_the_public_names() -> None:
         "Result",
         "ResultType",
         "Retry",
+        "ScheduledJobRegistry",
         "SerializationError",
+        "StartedJobRegistry",
     ]
 
 

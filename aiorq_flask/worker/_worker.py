@@ -59,7 +59,7 @@ from . import _bookkeeping
 from ._loops import Backoff, RedisHealth, every
 
 if TYPE_CHECKING:
-    from .._extension import AppState
+    from .._state import AppState
 
 log = logging.getLogger("aiorq_flask.worker")
 

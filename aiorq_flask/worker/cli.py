@@ -1,7 +1,8 @@
 """The worker's command line: ``python -m aiorq_flask.worker`` and ``flask|quart rq worker``.
 
 Both parse the same options and end in ``run_worker``. The app is imported once per
-worker process; its ``AsyncRQ`` extension supplies the config, pools and queues.
+worker process; the state its ``AsyncRQ`` built (``_state.state_of``) supplies the config,
+pools and queues.
 """
 
 from __future__ import annotations
@@ -11,14 +12,13 @@ import importlib
 import logging
 import os
 import sys
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import Any, NoReturn
 
 import anyio
 
+from .._state import AppState, state_of
 from ..errors import ConfigError
-
-if TYPE_CHECKING:
-    from .._extension import AsyncRQ
+from ._worker import Worker
 
 APP_ENV_VARS = ("QUART_APP", "FLASK_APP")
 USAGE_ERROR = 2  # exit status for a command line or config the worker cannot start with
@@ -63,13 +63,12 @@ def load_app(spec: str | None) -> Any:
     fail(f"no Flask or Quart app found in {spec!r} (looked for {', '.join(names)})")
 
 
-def extension_of(app: Any) -> AsyncRQ:
-    from .._extension import EXTENSION_KEY
-
+def app_state(app: Any) -> AppState:
+    """What the app's ``AsyncRQ`` built for it; exits (status 2) if it has none."""
     try:
-        return app.extensions[EXTENSION_KEY]  # type: ignore[no-any-return]
-    except KeyError:
-        fail(f"app {app.name!r} has no AsyncRQ extension: call AsyncRQ(app)")
+        return state_of(app)
+    except RuntimeError as error:
+        fail(str(error))
 
 
 def add_worker_options(parser: argparse.ArgumentParser) -> None:
@@ -97,9 +96,9 @@ def run_worker(app: Any, options: argparse.Namespace) -> None:
     )
     queues = options.queues.split(",") if options.queues else None
     try:
-        worker = extension_of(app).make_worker(
+        worker = Worker(
+            app_state(app),
             connection=options.connection,
-            app=app,
             queues=queues,
             concurrency=options.concurrency,
             name=options.name,
@@ -126,7 +125,7 @@ def main(argv: list[str] | None = None) -> None:
     run_worker(load_app(options.app), options)
 
 
-def register_cli(app: Any, extension: AsyncRQ) -> None:
+def register_cli(app: Any) -> None:
     """Add ``rq worker`` to the app's CLI (``flask rq worker``, ``quart rq worker``).
 
     A plain click command, never wrapped in Quart's ``asyncio.run``: the worker runs its

@@ -1,0 +1,58 @@
+"""What ``AsyncRQ.init_app`` builds for one app, and how the rest of the package finds it.
+
+The extension owns the per-app states; the worker and its command line only need to
+reach an app's state, so they import this module, never the extension.
+"""
+
+from __future__ import annotations
+
+import weakref
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from ._config import Plan
+    from ._connections import ConnectionPools
+    from .queue import Queue
+
+EXTENSION_KEY = "aiorq"  # the extension's name in ``app.extensions``
+
+
+@dataclass
+class AppState:
+    """What ``init_app`` built for one app: the plan, its pools and its queues.
+
+    It holds its app weakly: the state is the value of a ``WeakKeyDictionary`` keyed by
+    that app, and a strong reference would keep the app alive forever.
+    """
+
+    app_ref: weakref.ref[Any]
+    plan: Plan
+    pools: ConnectionPools
+    queues: dict[str, Queue]
+
+    @property
+    def app(self) -> Any:
+        return self.app_ref()
+
+    def get_queue(self, name: str) -> Queue:
+        try:
+            return self.queues[name]
+        except KeyError:
+            raise KeyError(
+                f"no queue named {name!r}; configured queues: {', '.join(self.queues)}"
+            ) from None
+
+
+class StateOwner(Protocol):
+    """What ``app.extensions[EXTENSION_KEY]`` is (``AsyncRQ``)."""
+
+    def state(self, app: Any = None) -> AppState: ...
+
+
+def state_of(app: Any) -> AppState:
+    """The state of ``app``; ``RuntimeError`` if no ``AsyncRQ`` was registered on it."""
+    owner: StateOwner | None = app.extensions.get(EXTENSION_KEY)
+    if owner is None:
+        raise RuntimeError(f"app {app.name!r} has no AsyncRQ extension: call AsyncRQ(app)")
+    return owner.state(app)
