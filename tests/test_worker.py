@@ -607,3 +607,16 @@ async def test_jobs_with_big_payloads_run_with_their_whole_arguments(
 
     assert latest_result(sync_redis, one.id).return_value == [[big], {}]
     assert latest_result(sync_redis, two.id).return_value == [[text], {}]
+
+
+async def test_a_failed_job_with_failure_ttl_minus_one_is_kept_for_good(
+    quart_rq: AsyncRQ, sync_redis: redis.Redis
+) -> None:
+    job = await quart_rq.queue.enqueue("tests.tasks.fail", failure_ttl=-1)
+
+    await burst(quart_rq.make_worker())
+
+    assert status(sync_redis, job.id) == "failed"
+    assert sync_redis.ttl(f"rq:job:{job.id}") == -1
+    assert sync_redis.ttl(f"rq:results:{job.id}") == -1
+    assert sync_redis.zscore("rq:failed:default", job.id) == -1

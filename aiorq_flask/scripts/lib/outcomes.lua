@@ -14,9 +14,18 @@ local function push(origin, id, at_front)
   redis.call(at_front and 'LPUSH' or 'RPUSH', KEY.queue(origin), id)
 end
 
+-- A negative ttl keeps the key for good (rq's -1): EXPIRE with it would delete it now.
+local function expire(key, ttl)
+  if ttl < 0 then
+    redis.call('PERSIST', key)
+  else
+    redis.call('EXPIRE', key, ttl)
+  end
+end
+
 local function expire_job(id, ttl)
   for _, key in ipairs({KEY.job(id), KEY.dependents(id), KEY.dependencies(id)}) do
-    redis.call('EXPIRE', key, ttl)
+    expire(key, ttl)
   end
 end
 
@@ -94,7 +103,8 @@ local function record_failed(C, id, origin, status, exec, payload, started)
   local ttl = failure_ttl or C.failure_ttl
   redis.call('HSET', job, 'status', status, 'ended_at', C.ts, 'last_heartbeat', C.ts)
   expire_job(id, ttl)
-  redis.call('ZADD', KEY.failed(origin), C.now + ttl, id)
+  -- rq scores a kept-for-good entry -1: below every cleanup's range, as its own are
+  redis.call('ZADD', KEY.failed(origin), ttl < 0 and -1 or C.now + ttl, id)
   local entry = {'type', '2', 'worker_name', C.worker, 'exc_string', payload}
   if exec then
     for _, v in ipairs({'execution_id', exec, 'execution_started_at', started,
@@ -104,7 +114,7 @@ local function record_failed(C, id, origin, status, exec, payload, started)
   end
   add_result(id, entry)
   if failure_ttl then
-    redis.call('EXPIRE', KEY.results(id), ttl)
+    expire(KEY.results(id), ttl)
   end
   if status == STATUS.FAILED then
     release_dependents(C, id, true)
