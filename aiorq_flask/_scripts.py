@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import enum
 import hashlib
+from collections.abc import Mapping, Sequence
 from importlib import resources
 from typing import Any, NamedTuple
 
@@ -26,6 +27,7 @@ from redis.exceptions import NoScriptError
 from . import keys
 from ._multiplexer import Multiplexer
 from .job import JobStatus
+from .prepare import EMPTY_FIELDS
 
 
 def pack_argument(value: Any) -> bytes:
@@ -79,9 +81,14 @@ def _read(path: str) -> str:
     return resources.files(__package__).joinpath(f"scripts/{path}.lua").read_text()
 
 
-def preamble(reply: type[tuple[Any, ...]] | None = None) -> str:
-    """The Lua every script is loaded behind (see the module's docstring)."""
+def preamble(
+    reply: type[tuple[Any, ...]] | None = None, constants: Mapping[str, Sequence[str]] = {}
+) -> str:
+    """The Lua every script is loaded behind (see the module's docstring), and the lists of
+    names in ``constants`` as Lua tables."""
     lines = [keys.lua_preamble()]
+    for name, values in constants.items():
+        lines.append(f"local {name} = {{{', '.join(keys.lua_text(v) for v in values)}}}\n")
     for table, members in (("STATUS", JobStatus), ("OUTCOME", Outcome)):
         items = ", ".join(f"{m.name} = {m.value!r}" for m in members)
         lines.append(f"local {table} = {{{items}}}\n")
@@ -101,9 +108,11 @@ class Script:
         name: str,
         reply: type[tuple[Any, ...]] | None = None,
         libraries: tuple[str, ...] = (),
+        constants: Mapping[str, Sequence[str]] = {},
     ) -> None:
         self.name = name
-        parts = [preamble(reply), *(_read(f"lib/{lib}") for lib in libraries), _read(name)]
+        libs = [_read(f"lib/{lib}") for lib in libraries]
+        parts = [preamble(reply, constants), *libs, _read(name)]
         self.source = "\n".join(parts)
         self.sha = hashlib.sha1(self.source.encode()).hexdigest()
 
@@ -121,7 +130,7 @@ class Script:
         pipe.evalsha(self.sha, len(keys), *keys, *args)
 
 
-ENQUEUE = Script("enqueue")
+ENQUEUE = Script("enqueue", constants={"EMPTY_FIELDS": EMPTY_FIELDS})
 CLAIM = Script("claim", reply=Claimed)
 FINISH = Script("finish", libraries=("outcomes",))
 HEARTBEAT = Script("heartbeat", reply=Beat, libraries=("outcomes",))

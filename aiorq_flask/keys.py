@@ -129,13 +129,13 @@ def lua_preamble() -> str:
         text = ""  # literal text not yet in parts: the prefix and the template's own
         for token in re.split(r"(\{\d\})", template.replace("{p}", PREFIX)):
             if re.fullmatch(r"\{\d\}", token):
-                parts += [_lua_text(text)] if text else []
+                parts += [lua_text(text)] if text else []
                 text = ""
                 params.add(f"a{token[1]}")
                 parts.append(f"a{token[1]}")
             else:
                 text += token
-        parts += [_lua_text(text)] if text else []
+        parts += [lua_text(text)] if text else []
         value = " .. ".join(parts)
         if params:
             value = f"function({', '.join(sorted(params))}) return {value} end"
@@ -143,7 +143,8 @@ def lua_preamble() -> str:
     return "\n".join(lines) + "\n"
 
 
-def _lua_text(text: str) -> str:
+def lua_text(text: str) -> str:
+    """``text`` as a Lua string literal."""
     return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 

@@ -33,6 +33,19 @@ from .job import (
 from .payload import BIG_DATA, describe_call, encode_data
 from .serializer import MsgpackSerializer
 
+# rq's fields every new job is written with, empty (spec §5.1); enqueue.lua gets them in
+# its preamble, so a call carries only what varies.
+EMPTY_FIELDS = (
+    "success_callback_name",
+    "failure_callback_name",
+    "stopped_callback_name",
+    "started_at",
+    "ended_at",
+    "last_heartbeat",
+    "worker_name",
+    "group_id",
+)
+
 ENQUEUE_OPTIONS = frozenset(
     {
         "job_id",
@@ -144,20 +157,21 @@ class EnqueueData:
         may_wait = status in (JobStatus.SCHEDULED, JobStatus.DEFERRED) or self.depends_on
         if may_wait and self.at_front:
             fields = {**fields, "enqueue_at_front": 1}  # rq's flag for a later push
+        created_at = format_ts(self.created_at)
         return [
             self.job_id,
             status.value,
             where,
             origin,
             "" if self.ttl is None else self.ttl,
-            format_ts(self.created_at),
+            created_at,  # its enqueued_at too, if it is queued now
             b"" if len(self.payload) > BIG_DATA else self.payload,  # big: written beside
-            self.description,
-            self.timeout,
             int(self.created_at.timestamp()),
             "1" if self.allow_dependency_failures else "",
             len(self.depends_on),
             *self.depends_on,
+            *("created_at", created_at, "origin", origin, "description", self.description),
+            *("timeout", self.timeout),
             *(item for pair in fields.items() for item in pair),
         ]
 
