@@ -27,7 +27,7 @@ from redis.exceptions import NoScriptError
 from . import keys
 from ._multiplexer import Multiplexer
 from .job import JobStatus
-from .prepare import EMPTY_FIELDS
+from .prepare import CALL_FIELDS, EMPTY_FIELDS
 
 
 def pack_argument(value: Any) -> bytes:
@@ -130,7 +130,7 @@ class Script:
         pipe.evalsha(self.sha, len(keys), *keys, *args)
 
 
-ENQUEUE = Script("enqueue", constants={"EMPTY_FIELDS": EMPTY_FIELDS})
+ENQUEUE = Script("enqueue", constants={"CALL_FIELDS": CALL_FIELDS, "EMPTY_FIELDS": EMPTY_FIELDS})
 CLAIM = Script("claim", reply=Claimed)
 FINISH = Script("finish", libraries=("outcomes",))
 HEARTBEAT = Script("heartbeat", reply=Beat, libraries=("outcomes",))

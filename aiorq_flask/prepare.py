@@ -33,8 +33,10 @@ from .job import (
 from .payload import BIG_DATA, describe_call, encode_data
 from .serializer import MsgpackSerializer
 
-# rq's fields every new job is written with, empty (spec §5.1); enqueue.lua gets them in
-# its preamble, so a call carries only what varies.
+# The job hash as enqueue.lua writes it (spec §5.1), named here and rendered into its
+# preamble, so a call carries values only: the fields every job has a value of, in the
+# order script_args passes them, and rq's fields every new job is written with, empty.
+CALL_FIELDS = ("created_at", "origin", "description", "timeout")
 EMPTY_FIELDS = (
     "success_callback_name",
     "failure_callback_name",
@@ -157,23 +159,29 @@ class EnqueueData:
         may_wait = status in (JobStatus.SCHEDULED, JobStatus.DEFERRED) or self.depends_on
         if may_wait and self.at_front:
             fields = {**fields, "enqueue_at_front": 1}  # rq's flag for a later push
-        created_at = format_ts(self.created_at)
+        values: dict[str, EncodableT] = {
+            "created_at": format_ts(self.created_at),
+            "origin": origin,
+            "description": self.description,
+            "timeout": self.timeout,
+        }
         return [
             self.job_id,
             status.value,
             where,
-            origin,
             "" if self.ttl is None else self.ttl,
-            created_at,  # its enqueued_at too, if it is queued now
             b"" if len(self.payload) > BIG_DATA else self.payload,  # big: written beside
-            int(self.created_at.timestamp()),
-            "1" if self.allow_dependency_failures else "",
             len(self.depends_on),
-            *self.depends_on,
-            *("created_at", created_at, "origin", origin, "description", self.description),
-            *("timeout", self.timeout),
+            *self._parents(),
+            *(values[name] for name in CALL_FIELDS),
             *(item for pair in fields.items() for item in pair),
         ]
+
+    def _parents(self) -> list[EncodableT]:
+        """With parents: whether a failed one counts as done, and their ids."""
+        if not self.depends_on:
+            return []
+        return ["1" if self.allow_dependency_failures else "", *self.depends_on]
 
 
 def _option_fields(

@@ -7,18 +7,18 @@
 -- a connection across round trips; this needs none and cannot race.)
 -- KEYS: the queue key.
 -- ARGV: job id, status (a STATUS: queued, scheduled or started), where ('R' RPUSH, 'L'
---       LPUSH, a due epoch when scheduled, '' for no push), queue name, ttl or '',
---       created_at (rq ts, also its enqueued_at if it is queued now), data ('' when
---       written beside, by a plain HSET just before this call), now (integer epoch), '1'
---       if a failed parent counts as done, the number of parents n, the n parent ids, then
---       the job's field/value pairs (prepare.py encodes them; EMPTY_FIELDS, rq's fields
---       every new job has empty, come from the preamble).
+--       LPUSH, a due epoch when scheduled, '' for no push), ttl or '', data ('' when
+--       written beside, by a plain HSET just before this call), the number of parents n,
+--       and with parents '1' if a failed one counts as done and the n parent ids, then the
+--       values of CALL_FIELDS, then optional field/value pairs. (prepare.py names the
+--       fields: CALL_FIELDS, and EMPTY_FIELDS, rq's fields every new job has empty.)
 -- Returns the status written.
 local queue = KEYS[1]
-local id, status, where, origin, ttl = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+local id, status, where, ttl = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local job = KEY.job(id)
-local allow_failed, parent_count = ARGV[9] == '1', tonumber(ARGV[10])
-local parents = {unpack(ARGV, 11, 10 + parent_count)}
+local parent_count = tonumber(ARGV[6])
+local at = parent_count > 0 and 8 + parent_count or 7  -- where CALL_FIELDS' values begin
+local allow_failed, parents = ARGV[7] == '1', {unpack(ARGV, 8, at - 1)}
 for _, parent in ipairs(parents) do
   local parent_status = redis.call('HGET', KEY.job(parent), 'status')
   local done = parent_status == false or parent_status == STATUS.FINISHED  -- gone: expired
@@ -28,23 +28,29 @@ for _, parent in ipairs(parents) do
   end
 end
 
-local fields = {'status', status}
+local fields, call = {'status', status}, {}
+for i, name in ipairs(CALL_FIELDS) do
+  call[name] = ARGV[at + i - 1]
+  fields[#fields + 1] = name
+  fields[#fields + 1] = call[name]
+end
 for _, name in ipairs(EMPTY_FIELDS) do
   fields[#fields + 1] = name
   fields[#fields + 1] = ''
 end
-if ARGV[7] ~= '' then
+if ARGV[5] ~= '' then
   fields[#fields + 1] = 'data'
-  fields[#fields + 1] = ARGV[7]
+  fields[#fields + 1] = ARGV[5]
 end
 if status == STATUS.QUEUED then
   fields[#fields + 1] = 'enqueued_at'
-  fields[#fields + 1] = ARGV[6]
+  fields[#fields + 1] = call.created_at
 end
-for i = 11 + parent_count, #ARGV do
+for i = at + #CALL_FIELDS, #ARGV do
   fields[#fields + 1] = ARGV[i]
 end
 redis.call('HSET', job, unpack(fields))
+local origin = call.origin
 
 if ttl ~= '' then
   for _, key in ipairs({job, KEY.dependents(id), KEY.dependencies(id)}) do
@@ -60,7 +66,7 @@ elseif where ~= '' then
   redis.call('ZADD', KEY.scheduled(origin), where, id)
 end
 if status == STATUS.DEFERRED then
-  redis.call('ZADD', KEY.deferred(origin), ARGV[8], id)
+  redis.call('ZADD', KEY.deferred(origin), redis.call('TIME')[1], id)
   for _, parent in ipairs(parents) do
     redis.call('SADD', KEY.dependents(parent), id)
     redis.call('SADD', KEY.dependencies(id), parent)
