@@ -22,7 +22,7 @@ from redis.asyncio.connection import parse_url
 
 from .errors import ConfigError
 
-__all__ = ["DEFAULT_URL", "ConnectionSpec", "Plan", "plan_from_config"]
+__all__ = ["DEFAULT_URL", "ConnectionSpec", "Plan", "Sentinels", "plan_from_config"]
 
 DEFAULT_URL = "redis://localhost:6379/0"
 _DEFAULT = "default"
@@ -30,10 +30,34 @@ _DEFAULT = "default"
 _logger = logging.getLogger("aiorq_flask")
 _MISSING: Any = object()
 _SCHEMES = ("redis", "rediss", "unix")
+_SENTINEL_SCHEME = "redis+sentinel"
+_SENTINEL_KEYS = ("sentinels", "service_name", "sentinel_kwargs")
+_SENTINEL_PORT = 26379
 _URL_PASSWORD = re.compile(r"(://[^:@/?#]*:)[^@/?#]*@")
-_VALID_URL = "a redis://, rediss:// or unix:// URL"
+_QUERY_PASSWORD = re.compile(r"([?&][^=&#]*password=)[^&#]*")  # ?ssl_password=...
+_VALID_URL = "a redis://, rediss://, unix:// or redis+sentinel:// URL"
+_VALID_SENTINEL_URL = "redis+sentinel://[user:password@]host:port[,host:port...]/service_name[/db]"
+_VALID_SENTINELS = (
+    "'sentinels': [[host, port], ...] with 'service_name': the name the sentinels "
+    "monitor the primary under"
+)
 _VALID_VALUE = f"{_VALID_URL}, a dict of client keyword arguments"
 _VALID_REF = f"the name of another RQ_QUEUE_CONNECTIONS entry or {_DEFAULT!r}"
+
+
+@dataclass(frozen=True)
+class Sentinels:
+    """The Sentinel processes to ask where the primary named ``service_name`` is."""
+
+    addresses: tuple[tuple[str, int], ...]
+    service_name: str
+    options: Mapping[str, Any]  # keyword arguments for the connections to the sentinels
+
+    def __repr__(self) -> str:  # the options may hold the sentinels' password
+        return (
+            f"Sentinels(addresses={self.addresses!r}, service_name={self.service_name!r}, "
+            f"options={_redacted(self.options)!r})"
+        )
 
 
 @dataclass(frozen=True)
@@ -41,17 +65,27 @@ class ConnectionSpec:
     """One Redis connection to build a pool for, per event loop.
 
     Exactly one of ``url`` and ``options`` is set. ``options`` is a read-only copy of the
-    user's dict, so the pool code can pass it as ``client_class(**options)``.
+    user's dict, so the pool code can pass it as ``client_class(**options)``. With
+    ``sentinels`` (from a ``redis+sentinel://`` URL or a dict with ``sentinels``), the
+    primary's address comes from them and ``options`` says everything else.
     """
 
     name: str
     source: str
     url: str | None
     options: Mapping[str, Any] | None
+    sentinels: Sentinels | None = None
 
     def __hash__(self) -> int:
         # The generated hash would fail on the options mapping; hashable specs can key pools.
         return hash((self.name, self.source, self.url))
+
+    def __repr__(self) -> str:  # never the password of a URL or an options dict
+        options = None if self.options is None else _redacted(self.options)
+        return (
+            f"ConnectionSpec(name={self.name!r}, source={self.source!r}, "
+            f"url={_redacted(self.url)!r}, options={options!r}, sentinels={self.sentinels!r})"
+        )
 
 
 @dataclass(frozen=True)
@@ -117,6 +151,12 @@ def _client_class(value: Any) -> type[Any]:
         raise ConfigError(
             f"{key} = {value!r} is the synchronous Redis client; "
             "use an asyncio client class such as 'redis.asyncio.Redis'"
+        )
+    if not callable(getattr(resolved, "from_pool", None)):
+        raise ConfigError(
+            f"{key} = {value!r} is not a Redis client class (it has no from_pool); use one "
+            "such as 'redis.asyncio.Redis'; for Sentinel, set the connection to a "
+            f"{_VALID_SENTINEL_URL} URL or a dict with {_VALID_SENTINELS}"
         )
     return resolved
 
@@ -287,12 +327,104 @@ def _spec(
     name: str, source: str, value: str | Mapping[str, Any], client_class: type[Any]
 ) -> ConnectionSpec:
     """Validate a URL or an options dict and wrap it as the connection ``name``."""
+    if isinstance(value, str) and value.partition("://")[0].lower() == _SENTINEL_SCHEME:
+        return _sentinel_spec(name, source, _sentinel_url_options(source, value), client_class)
     if isinstance(value, str):
         _check_url(source, value)
         return ConnectionSpec(name=name, source=source, url=value, options=None)
+    if "sentinels" in value:
+        return _sentinel_spec(name, source, value, client_class)
     options = MappingProxyType(dict(value))
     _check_options(source, options, client_class)
     return ConnectionSpec(name=name, source=source, url=None, options=options)
+
+
+def _sentinel_spec(
+    name: str, source: str, value: Mapping[str, Any], client_class: type[Any]
+) -> ConnectionSpec:
+    """A Sentinel dict: where the sentinels are, which primary, the rest client options."""
+    shown = _redacted(value)
+    addresses = _sentinel_addresses(source, shown, value["sentinels"])
+    service_name = value.get("service_name")
+    if not isinstance(service_name, str) or not service_name:
+        raise ConfigError(
+            f"{source} = {shown!r} has the service_name {service_name!r}; use {_VALID_SENTINELS}"
+        )
+    sentinel_options = value.get("sentinel_kwargs") or {}
+    if not isinstance(sentinel_options, Mapping):
+        raise ConfigError(
+            f"{source} = {shown!r} has sentinel_kwargs that is not a dict; use a dict of "
+            "keyword arguments for the connections to the sentinels (e.g. a password)"
+        )
+    options = MappingProxyType({k: v for k, v in value.items() if k not in _SENTINEL_KEYS})
+    for key in ("host", "port", "unix_socket_path"):
+        if key in options:
+            raise ConfigError(
+                f"{source} = {shown!r} sets {key!r}; remove it: the sentinels say where "
+                "the primary is"
+            )
+    _check_options(source, options, client_class, shown=value)
+    _check_options(f"{source}['sentinel_kwargs']", sentinel_options, Redis)
+    sentinels = Sentinels(addresses, service_name, MappingProxyType(dict(sentinel_options)))
+    return ConnectionSpec(name=name, source=source, url=None, options=options, sentinels=sentinels)
+
+
+def _sentinel_addresses(source: str, shown: Any, value: Any) -> tuple[tuple[str, int], ...]:
+    """``[[host, port], ...]``: at least one, each a host name and a port number."""
+    pairs = value if isinstance(value, (list, tuple)) else ()
+    addresses = tuple(tuple(pair) for pair in pairs if isinstance(pair, (list, tuple)))
+    valid = all(
+        len(pair) == 2
+        and isinstance(pair[0], str)
+        and pair[0]
+        and isinstance(pair[1], int)
+        and not isinstance(pair[1], bool)
+        for pair in addresses
+    )
+    if not addresses or len(addresses) != len(pairs) or not valid:
+        raise ConfigError(
+            f"{source} = {shown!r} has the sentinels {value!r}; use {_VALID_SENTINELS}"
+        )
+    return tuple((host, port) for host, port in addresses)
+
+
+def _sentinel_url_options(source: str, url: str) -> dict[str, Any]:
+    """A ``redis+sentinel://`` URL as the dict it stands for.
+
+    Its credentials, database and query (``?socket_timeout=...``) are read by redis-py's
+    own URL parser, as a ``redis://`` URL's would be; they apply to the primary.
+    """
+    shown = _redacted(url)
+    try:
+        parts = urlsplit(url)
+        userinfo, _, hosts = parts.netloc.rpartition("@")
+        names = [segment for segment in parts.path.split("/") if segment]
+        addresses = [_host_port(host) for host in hosts.split(",")]
+        if not 1 <= len(names) <= 2:
+            raise ValueError("the path must be /service_name or /service_name/db")
+        db = int(names[1]) if len(names) == 2 else 0
+        userinfo = f"{userinfo}@" if userinfo else ""
+        query = f"?{parts.query}" if parts.query else ""
+        options = parse_url(f"redis://{userinfo}localhost/{db}{query}")
+    except ValueError as exc:
+        raise ConfigError(
+            f"{source} = {shown!r} is not a valid Sentinel URL ({exc}); use {_VALID_SENTINEL_URL}"
+        ) from exc
+    if "decode_responses" in parse_qs(parts.query):
+        raise ConfigError(
+            f"{source} = {shown!r} sets decode_responses; remove it: job payloads are binary"
+        )
+    options.pop("host", None)
+    options.pop("port", None)
+    return {"sentinels": addresses, "service_name": names[0], **options}
+
+
+def _host_port(text: str) -> tuple[str, int]:
+    """``host:port``, ``host`` (port 26379) or ``[v6 address]:port``."""
+    parts = urlsplit(f"//{text}")
+    if not parts.hostname:
+        raise ValueError(f"{text!r} names no sentinel host")
+    return parts.hostname, parts.port or _SENTINEL_PORT
 
 
 def _check_url(source: str, url: str) -> None:
@@ -320,9 +452,14 @@ def _check_url(source: str, url: str) -> None:
         _check_max_connections(source, shown, kwargs["max_connections"])
 
 
-def _check_options(source: str, options: Mapping[str, Any], client_class: type[Any]) -> None:
-    """Let the client class judge the keywords; its constructor does no I/O."""
-    shown = _redacted(options)
+def _check_options(
+    source: str, options: Mapping[str, Any], client_class: type[Any], shown: Any = None
+) -> None:
+    """Let the client class judge the keywords; its constructor does no I/O.
+
+    ``shown`` is the value to repeat in errors, when ``options`` is only part of it.
+    """
+    shown = _redacted(options if shown is None else shown)
     if options.get("decode_responses"):
         raise ConfigError(
             f"{source} = {shown!r} sets decode_responses={options['decode_responses']!r}; "
@@ -356,7 +493,14 @@ def _check_max_connections(source: str, shown: Any, value: Any) -> None:
 def _redacted(value: Any) -> Any:
     """The value with any password masked, so error messages and logs can repeat it."""
     if isinstance(value, str):
+        value = _QUERY_PASSWORD.sub(r"\1***", value)
+    if isinstance(value, Mapping):  # any *password option: ssl_password is a key's passphrase
+        value = {k: "***" if str(k).endswith("password") and v else v for k, v in value.items()}
+    if isinstance(value, str):
         return _URL_PASSWORD.sub(r"\1***@", value)
     if isinstance(value, Mapping):
         return {k: "***" if k == "password" and v else _redacted(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):  # e.g. a list of URLs where a dict belongs
+        items = [_redacted(item) for item in value]
+        return items if isinstance(value, list) else tuple(items)
     return value

@@ -1,6 +1,10 @@
 """One bounded ``redis.asyncio`` pool per (resolved connection, running event loop), and
 beside it the ``Multiplexer`` that carries that connection's script calls.
 
+A Sentinel-managed connection's pool asks the sentinels for the primary whenever it opens
+a connection (``redis.asyncio.sentinel``), and so does its multiplexer: after a failover
+both reconnect to the new primary.
+
 A ``redis.asyncio`` connection belongs to the loop that opened it and can only be closed
 by awaiting on that loop. Quart and the worker run one long-lived loop; Flask runs each
 ``async def`` view on a new loop that ``asyncio.run`` closes when the view returns. So
@@ -18,9 +22,16 @@ from collections.abc import AsyncGenerator, Mapping
 from typing import Any
 
 from redis.asyncio import BlockingConnectionPool, ConnectionPool, Redis
+from redis.asyncio.connection import AbstractConnection, SSLConnection
+from redis.asyncio.sentinel import (
+    Sentinel,
+    SentinelConnectionPool,
+    SentinelManagedConnection,
+    SentinelManagedSSLConnection,
+)
 
 from ._config import ConnectionSpec
-from ._multiplexer import Multiplexer
+from ._multiplexer import Endpoint, Multiplexer, endpoint_of, locator_of
 
 DEFAULT_MAX_CONNECTIONS = 50
 
@@ -28,19 +39,22 @@ DEFAULT_MAX_CONNECTIONS = 50
 def make_client(spec: ConnectionSpec, client_class: type[Any]) -> Redis:
     """Build a client over a pool that waits for a free connection instead of raising."""
     if spec.url is not None:
-        pool = BlockingConnectionPool.from_url(
+        pool: ConnectionPool = BlockingConnectionPool.from_url(
             spec.url, max_connections=DEFAULT_MAX_CONNECTIONS, timeout=None
         )
     else:
         options = dict(spec.options or {})
         max_connections = options.pop("max_connections", DEFAULT_MAX_CONNECTIONS)
         template = client_class(**options).connection_pool
-        pool = BlockingConnectionPool(
-            connection_class=template.connection_class,
-            max_connections=max_connections,
-            timeout=None,
-            **template.connection_kwargs,
-        )
+        if spec.sentinels is None:
+            pool = BlockingConnectionPool(
+                connection_class=template.connection_class,
+                max_connections=max_connections,
+                timeout=None,
+                **template.connection_kwargs,
+            )
+        else:
+            pool = _sentinel_pool(spec, template, max_connections)
     # Spell out the read timeout the connections will use (redis-py 8 defaults to 5 s),
     # so block_slice can keep blocking commands under it.
     default_timeout = pool.connection_class(**pool.connection_kwargs).socket_timeout
@@ -49,15 +63,78 @@ def make_client(spec: ConnectionSpec, client_class: type[Any]) -> Redis:
     return client
 
 
+class _BlockingSentinelPool(SentinelConnectionPool, BlockingConnectionPool):
+    """A Sentinel-managed pool that waits for a free connection, like every pool here.
+
+    A connection to a former primary is dropped when it comes back, so its next use
+    connects to the new one (redis-py's own pool drops only the idle ones).
+    """
+
+    async def release(self, connection: AbstractConnection) -> None:
+        # (SentinelConnectionPool.owns_connection would say, but it fails in redis-py's
+        # asyncio pools: it calls a method their base class lacks.)
+        address = (getattr(connection, "host", None), getattr(connection, "port", None))
+        if self.master_address is not None and address != self.master_address:
+            await connection.disconnect()
+        await super().release(connection)
+
+
+def _sentinel_pool(
+    spec: ConnectionSpec, template: ConnectionPool, max_connections: int
+) -> SentinelConnectionPool:
+    """The pool of a Sentinel-managed primary, with a ``Sentinel`` of this loop's own.
+
+    ``template`` is what the client class makes of the options (TLS, credentials,
+    database...); only the address is left to the sentinels.
+    """
+    assert spec.sentinels is not None
+    kwargs = dict(template.connection_kwargs)
+    for address_key in ("host", "port", "path"):
+        kwargs.pop(address_key, None)
+    tls = issubclass(template.connection_class, SSLConnection)
+    sentinel_kwargs = dict(spec.sentinels.options) if spec.sentinels.options else None
+    manager = Sentinel(  # type: ignore[no-untyped-call]
+        list(spec.sentinels.addresses), sentinel_kwargs=sentinel_kwargs, **kwargs
+    )
+    return _BlockingSentinelPool(  # type: ignore[no-untyped-call]
+        spec.sentinels.service_name,
+        manager,
+        connection_class=SentinelManagedSSLConnection if tls else SentinelManagedConnection,
+        max_connections=max_connections,
+        timeout=None,
+        **kwargs,
+    )
+
+
+async def close_client(client: Redis) -> None:
+    """Close ``client``, its pool, and the connections to the sentinels behind it."""
+    pool = client.connection_pool
+    await client.aclose()
+    if isinstance(pool, SentinelConnectionPool):
+        for sentinel in pool.sentinel_manager.sentinels:
+            await sentinel.aclose()
+
+
 def dedicated_client(client: Redis) -> Redis:
     """A client like ``client`` whose connections are its own, outside the bounded pool.
 
     For a connection held for as long as a worker lives (its pub/sub subscription): taken
     from the pool, it would leave one connection fewer to the steps that wait for one.
-    The caller closes it (``aclose``).
+    The caller closes it (``aclose``); a Sentinel-managed one shares ``client``'s
+    sentinels, which close with ``client``.
     """
     pool = client.connection_pool
-    own = ConnectionPool(connection_class=pool.connection_class, **pool.connection_kwargs)
+    kwargs = {k: v for k, v in pool.connection_kwargs.items() if k != "connection_pool"}
+    own: ConnectionPool
+    if isinstance(pool, SentinelConnectionPool):
+        own = SentinelConnectionPool(  # type: ignore[no-untyped-call]
+            pool.service_name,
+            pool.sentinel_manager,
+            connection_class=pool.connection_class,
+            **kwargs,
+        )
+    else:
+        own = ConnectionPool(connection_class=pool.connection_class, **kwargs)
     return Redis.from_pool(own)
 
 
@@ -104,7 +181,7 @@ class _LoopClients:
         for multiplexer in multiplexers.values():
             await multiplexer.aclose()
         for client in clients.values():
-            await client.aclose()
+            await close_client(client)
 
     async def aclose(self) -> None:
         if self._closer is not None:
@@ -118,6 +195,7 @@ class ConnectionPools:
     def __init__(self, specs: Mapping[str, ConnectionSpec], client_class: type[Any]) -> None:
         self._specs = specs
         self._client_class = client_class
+        self._endpoints: dict[str, Endpoint] = {}  # loop-independent: built once per connection
         self._loops: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopClients] = (
             weakref.WeakKeyDictionary()
         )
@@ -139,9 +217,21 @@ class ConnectionPools:
         clients = self._loop_clients()
         multiplexer = clients.multiplexers.get(connection)
         if multiplexer is None:
-            multiplexer = Multiplexer(self.client(connection))
+            multiplexer = self._make_multiplexer(connection)
             clients.multiplexers[connection] = multiplexer
         return multiplexer
+
+    def _make_multiplexer(self, connection: str) -> Multiplexer:
+        """A Sentinel-managed connection's multiplexer finds the primary through this
+        loop's pool; any other's needs no pool (a Flask view that only enqueues opens
+        none)."""
+        endpoint = self._endpoints.get(connection)
+        if endpoint is not None and self._specs[connection].sentinels is None:
+            return Multiplexer(endpoint)
+        pool = self.client(connection).connection_pool
+        if endpoint is None:
+            endpoint = self._endpoints[connection] = endpoint_of(pool)
+        return Multiplexer(endpoint, locator_of(pool))
 
     def _loop_clients(self) -> _LoopClients:
         try:

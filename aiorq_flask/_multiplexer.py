@@ -9,6 +9,14 @@ arrive and handed to callers in the order they wrote. Concurrent callers (many r
 enqueueing at once) share the connection, so their commands reach Redis pipelined
 instead of each waiting for a pooled connection.
 
+The channel opens its own socket and speaks RESP2 on it whatever the client's
+``protocol`` says: it never sends ``HELLO``, so no push frame (client-side caching
+invalidations, maintenance notifications) can reach its parser, which only ever sees the
+replies to its own commands. Where it connects, and how (TLS, credentials, database,
+client name, timeouts), is what redis-py makes of the client's options: ``endpoint_of``
+reads it off one unconnected redis-py connection, the channel's only use of redis-py's
+connection layer.
+
 Only commands that answer at once belong here: a blocking command (``BLMOVE``,
 ``XREAD BLOCK``) would hold every reply queued behind it.
 """
@@ -17,40 +25,120 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import dataclasses
+import socket
+import ssl
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 import hiredis
+import redis
 from redis import exceptions
 from redis.asyncio import Redis
-from redis.asyncio.connection import AbstractConnection
+from redis.asyncio.connection import ConnectionPool, SSLConnection, UnixDomainSocketConnection
+from redis.asyncio.sentinel import SentinelConnectionPool
 
 from ._redis_errors import error_from_reply
 
+Locate = Callable[[], Awaitable[tuple[str, int]]]
+"""Where the primary is now (Sentinel): asked at every connect."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Endpoint:
+    """Where the channel connects and the handshake it sends: one of redis-py's
+    connections' settings, defaults resolved (see ``endpoint_of``)."""
+
+    host: str
+    port: int
+    path: str | None  # a unix socket, instead of host and port
+    tls: ssl.SSLContext | None
+    username: str | None
+    password: str | None = dataclasses.field(repr=False)
+    credential_provider: Any  # redis-py's CredentialProvider, asked at every connect
+    db: int
+    client_name: str | None
+    connect_timeout: float | None
+    timeout: float | None  # owed replies and none for this long: the connection is dead
+    keepalive: Mapping[int, Any] | None  # TCP keepalive options; None: no keepalive
+
+
+def endpoint_of(pool: ConnectionPool) -> Endpoint:
+    """The channel's endpoint for connections like ``pool``'s.
+
+    redis-py decides what the options mean (defaults that change between versions, TLS
+    settings, URL query values): this builds one connection of the pool's class from the
+    pool's options, never connected, and reads the settings it resolved. Raises
+    ``RuntimeError`` naming the setting if a redis-py release no longer has one.
+    """
+    connection: Any = pool.connection_class(**pool.connection_kwargs)
+    try:
+        unix = isinstance(connection, UnixDomainSocketConnection)
+        keepalive = not unix and connection.socket_keepalive
+        return Endpoint(
+            host="" if unix else connection.host,
+            port=0 if unix else int(connection.port),
+            path=connection.path if unix else None,
+            tls=connection.ssl_context.get() if isinstance(connection, SSLConnection) else None,
+            username=connection.username,
+            password=connection.password,
+            credential_provider=connection.credential_provider,
+            db=int(connection.db or 0),
+            client_name=connection.client_name,
+            connect_timeout=connection.socket_connect_timeout,
+            timeout=connection.socket_timeout,
+            keepalive=dict(connection.socket_keepalive_options or {}) if keepalive else None,
+        )
+    except AttributeError as error:
+        raise RuntimeError(
+            f"aiorq_flask cannot read {error.name!r} from a {type(connection).__name__} "
+            f"(redis-py {redis.__version__} changed its connection settings): please report it"
+        ) from error
+
+
+def locator_of(pool: ConnectionPool) -> Locate | None:
+    """How a Sentinel-managed pool finds its primary (None for a fixed address).
+
+    Asking through the pool also makes it drop idle connections to a former primary.
+    """
+    if isinstance(pool, SentinelConnectionPool):
+        locate: Locate = pool.get_master_address
+        return locate
+    return None
+
 
 class Multiplexer:
-    """Commands of any number of tasks over one connection built like ``client``'s own.
+    """Commands of any number of tasks over one connection to ``endpoint``.
 
     ``execute_command`` raises what redis-py raises: a ``ResponseError`` for an error reply
     (the subclass redis-py maps it to: ``NoScriptError``, ``ReadOnlyError``, ...), which
     leaves the connection usable;
     ``ConnectionError`` or ``TimeoutError`` when the connection is lost or a reply takes
     longer than the client's socket timeout, which fails every command then in flight.
-    The next command opens a new connection.
+    The next command opens a new connection. A ``READONLY`` or ``NOREPLICAS`` reply (the
+    primary was demoted, or failed over and left without its replica) makes the next
+    command open a new connection too, through ``locate`` when the primary's address comes
+    from Sentinel.
     """
 
-    def __init__(self, client: Redis) -> None:
-        pool = client.connection_pool
-        self._connection_class = pool.connection_class
-        self._options = dict(pool.connection_kwargs)
-        self._timeout: float | None = self._options.get("socket_timeout")
+    def __init__(self, endpoint: Endpoint, locate: Locate | None = None) -> None:
+        self._endpoint = endpoint
+        self._locate = locate
         self._channel: _Channel | None = None
+        self._retired: list[_Channel] = []  # still owed replies after a READONLY
         self._opening = asyncio.Lock()
+
+    @classmethod
+    def for_client(cls, client: Redis) -> Multiplexer:
+        """A multiplexer that connects as ``client``'s own connections do."""
+        pool = client.connection_pool
+        return cls(endpoint_of(pool), locator_of(pool))
 
     async def execute_command(self, *args: Any) -> Any:
         """Send one command and await its reply."""
         packed = hiredis.pack_command(args)
         channel = self._channel
-        if channel is None or channel.closed:
+        if channel is None or not channel.accepting:
             channel = await self._open()
         return await channel.call(packed)
 
@@ -62,35 +150,107 @@ class Multiplexer:
 
     async def aclose(self) -> None:
         """Disconnect; commands still in flight fail with ``ConnectionError``."""
-        channel, self._channel = self._channel, None
-        if channel is not None:
-            await channel.close()
+        channels = [*self._retired, self._channel]
+        self._channel, self._retired = None, []
+        for channel in channels:
+            if channel is not None:
+                await channel.close()
 
     async def _open(self) -> _Channel:
         async with self._opening:
-            if self._channel is None or self._channel.closed:
-                if self._channel is not None:
-                    await self._channel.close()  # a failed one: let redis-py's side go
-                # redis-py connects and runs the handshake (auth, database, client name,
-                # TLS: whatever the client's options say); the channel then takes over.
-                connection = self._connection_class(**self._options)
-                await connection.connect()  # type: ignore[no-untyped-call]
-                self._channel = _Channel(connection, self._timeout)
-            return self._channel
+            channel = self._channel
+            if channel is None or not channel.accepting:
+                if channel is not None and not channel.closed:
+                    self._retired.append(channel)  # it closes once its replies are in
+                self._retired = [old for old in self._retired if not old.closed]
+                self._channel = None
+                self._channel = channel = await _connect(self._endpoint, self._locate)
+            return channel
+
+
+async def _connect(endpoint: Endpoint, locate: Locate | None) -> _Channel:
+    """Open a socket to ``endpoint`` and send the handshake, all of it in one write."""
+    host, port = await locate() if locate is not None else (endpoint.host, endpoint.port)
+    where = endpoint.path or f"{host}:{port}"
+    loop = asyncio.get_running_loop()
+    try:
+        if endpoint.path is not None:
+            opening = loop.create_unix_connection(
+                lambda: _Channel(endpoint.timeout), endpoint.path, ssl=endpoint.tls
+            )
+        else:
+            opening = loop.create_connection(
+                lambda: _Channel(endpoint.timeout), host, port, ssl=endpoint.tls
+            )
+        transport, channel = await asyncio.wait_for(opening, endpoint.connect_timeout)
+        _tune(transport, endpoint.keepalive)
+    except asyncio.TimeoutError:
+        raise exceptions.TimeoutError(f"Timeout connecting to {where}") from None
+    except OSError as error:
+        raise exceptions.ConnectionError(f"Error connecting to {where}: {error}") from error
+    try:
+        await channel.handshake(await _handshake_commands(endpoint))
+    except BaseException as error:
+        await channel.close()
+        if isinstance(error, exceptions.ResponseError):
+            raise type(error)(f"{where}: {error}") from None
+        raise
+    return channel
+
+
+async def _handshake_commands(endpoint: Endpoint) -> list[tuple[Any, ...]]:
+    """``AUTH``, ``CLIENT SETNAME``, ``SELECT``: what redis-py would send, in RESP2."""
+    commands: list[tuple[Any, ...]] = []
+    credentials: Sequence[Any] = ()
+    if endpoint.credential_provider is not None:
+        provider = endpoint.credential_provider
+        if hasattr(type(provider), "get_credentials_async"):
+            credentials = await provider.get_credentials_async()
+        else:
+            credentials = provider.get_credentials()
+    elif endpoint.password:
+        credentials = (
+            (endpoint.username, endpoint.password) if endpoint.username else (endpoint.password,)
+        )
+    if credentials:
+        commands.append(("AUTH", *credentials))
+    if endpoint.client_name:
+        commands.append(("CLIENT", "SETNAME", endpoint.client_name))
+    if endpoint.db:
+        commands.append(("SELECT", endpoint.db))
+    return commands
+
+
+def _tune(transport: asyncio.Transport, keepalive: Mapping[int, Any] | None) -> None:
+    """What redis-py sets on its TCP sockets: no Nagle delay, keepalive as configured."""
+    sock = transport.get_extra_info("socket")
+    if sock is None or sock.family not in (socket.AF_INET, socket.AF_INET6):
+        return
+    try:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if keepalive is not None:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+            for option, value in keepalive.items():
+                sock.setsockopt(socket.IPPROTO_TCP, option, value)
+    except OSError:
+        transport.abort()
+        raise
 
 
 class _Channel(asyncio.Protocol):
-    """One connection's socket, the replies owed on it in order, and their parser.
+    """One socket, the replies owed on it in order, and their parser.
 
-    The channel becomes the protocol of the socket's transport, so a reply is parsed in
-    ``data_received`` and handed to its caller there: no reader task, no stream between
-    the socket and the caller. A channel never reconnects: once it fails it is closed
-    for good, and the multiplexer opens a new one.
+    A reply is parsed in ``data_received`` and handed to its caller there: no reader
+    task, no stream between the socket and the caller. A channel never reconnects: once
+    it fails it is closed for good, and the multiplexer opens a new one. After a
+    ``READONLY`` (or ``NOREPLICAS``) reply it takes no new command, and closes once its
+    owed replies are in.
     """
 
-    def __init__(self, connection: AbstractConnection, timeout: float | None) -> None:
-        self._connection = connection  # kept: its stream writer must not close the socket
+    def __init__(self, timeout: float | None) -> None:
         self.closed = False
+        self.accepting = True  # whether a new command may go out on this channel
+        self._retiring = False
         self._timeout = timeout
         self._waiting: collections.deque[asyncio.Future[Any]] = collections.deque()
         self._loop = asyncio.get_running_loop()
@@ -99,33 +259,44 @@ class _Channel(asyncio.Protocol):
         self._writable: asyncio.Future[None] | None = None  # pending while the socket is full
         self._lost: asyncio.Future[None] = self._loop.create_future()
         self._parser = hiredis.Reader(replyError=_ErrorReply)
-        self._transport = _transport_of(connection)
-        self._transport.set_protocol(self)
-        if self._transport.is_closing():  # the server hung up before the takeover
-            self._fail(exceptions.ConnectionError("Connection closed by server."))
-            self._lost.set_result(None)
+        self._transport: asyncio.Transport
 
     async def call(self, packed: bytes) -> Any:
         if self._writable is not None:
             await asyncio.shield(self._writable)
-        if self.closed:
+        if not self.accepting:
             raise exceptions.ConnectionError("the connection was lost")
-        reply = self._loop.create_future()
-        if not self._waiting:
-            self._progress = self._loop.time()
-        self._waiting.append(reply)
-        if self._watchdog is None and self._timeout is not None:
-            self._watchdog = self._loop.call_at(self._progress + self._timeout, self._watch)
+        reply = self._owe()
         self._transport.write(packed)
         return await reply
+
+    async def handshake(self, commands: Sequence[tuple[Any, ...]]) -> None:
+        """Send ``commands`` in one write; raise the first error reply among theirs."""
+        replies = [self._owe() for _ in commands]
+        self._transport.write(b"".join(hiredis.pack_command(command) for command in commands))
+        for outcome in await asyncio.gather(*replies, return_exceptions=True):
+            if isinstance(outcome, BaseException):
+                raise outcome
 
     async def close(self) -> None:
         """Close (if not failed already), then wait until the socket is closed."""
         self._fail(exceptions.ConnectionError("the connection was closed"))
         await self._lost
-        await self._connection.disconnect(nowait=True)  # so redis-py forgets the socket
+
+    def _owe(self) -> asyncio.Future[Any]:
+        reply: asyncio.Future[Any] = self._loop.create_future()
+        if not self._waiting:
+            self._progress = self._loop.time()
+        self._waiting.append(reply)
+        if self._watchdog is None and self._timeout is not None:
+            self._watchdog = self._loop.call_at(self._progress + self._timeout, self._watch)
+        return reply
 
     # -- asyncio.Protocol -------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self._transport = transport
 
     def data_received(self, data: bytes) -> None:
         """Answer the oldest owed callers; a caller that gave up still has its reply
@@ -135,14 +306,18 @@ class _Channel(asyncio.Protocol):
             while (value := self._parser.gets()) is not False:
                 reply = self._waiting.popleft()  # a reply nobody asked for: IndexError
                 self._progress = self._loop.time()
-                if reply.done():
-                    continue
                 if isinstance(value, _ErrorReply):
-                    reply.set_exception(error_from_reply(str(value)))
-                else:
+                    error = error_from_reply(str(value))
+                    if isinstance(error, exceptions.ReadOnlyError):
+                        self._retiring, self.accepting = True, False
+                    if not reply.done():
+                        reply.set_exception(error)
+                elif not reply.done():
                     reply.set_result(value)
         except Exception as error:  # a protocol error: nothing after it can be trusted
             self._fail(error)
+        if self._retiring and not self._waiting:
+            self._fail(exceptions.ConnectionError("the server is a read-only replica now"))
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._fail(exc or exceptions.ConnectionError("Connection closed by server."))
@@ -178,7 +353,7 @@ class _Channel(asyncio.Protocol):
         """Close for good: the socket closes, every owed reply and blocked writer fails."""
         if self.closed:
             return
-        self.closed = True
+        self.closed, self.accepting = True, False
         if self._watchdog is not None:
             self._watchdog.cancel()
         self._transport.abort()
@@ -192,22 +367,6 @@ class _Channel(asyncio.Protocol):
 
 class _ErrorReply(Exception):
     """What the parser makes of an error reply; ``error_from_reply`` gives redis-py's."""
-
-
-def _transport_of(connection: AbstractConnection) -> asyncio.Transport:
-    """The transport under a connected redis-py connection.
-
-    redis-py has no public accessor; its asyncio connections have kept their stream
-    writer as ``_writer`` since redis-py 4.2. Fail loudly, at the first command, should
-    that ever change.
-    """
-    transport = getattr(getattr(connection, "_writer", None), "transport", None)
-    if not isinstance(transport, asyncio.Transport):
-        raise RuntimeError(
-            f"aiorq_flask cannot reach the socket of a {type(connection).__name__} "
-            "(redis-py's connection layout changed): please report it"
-        )
-    return transport
 
 
 def _as_redis_error(error: BaseException) -> BaseException:

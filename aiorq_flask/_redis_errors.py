@@ -10,9 +10,23 @@ from __future__ import annotations
 
 from redis import exceptions
 
+
+class UnblockedError(exceptions.ConnectionError):
+    """``UNBLOCKED``: Redis ended a blocking command because the server changed role (a
+    primary turned replica). The command did nothing; try again, after reconnecting."""
+
+
+class NoReplicasError(exceptions.ReadOnlyError):
+    """``NOREPLICAS``: a primary with fewer replicas than its ``min-replicas-to-write``
+    refuses writes. Like ``READONLY``, it may mean the primary was failed over (its replica
+    was promoted and left it): wait, reconnect, and ask Sentinel again."""
+
+
 _BY_PREFIX: dict[str, type[exceptions.RedisError]] = {
     "LOADING": exceptions.BusyLoadingError,
     "READONLY": exceptions.ReadOnlyError,
+    "NOREPLICAS": NoReplicasError,
+    "UNBLOCKED": UnblockedError,
     "NOSCRIPT": exceptions.NoScriptError,
     "NOPERM": exceptions.NoPermissionError,
     "OOM": exceptions.OutOfMemoryError,
@@ -27,7 +41,7 @@ _BY_PREFIX: dict[str, type[exceptions.RedisError]] = {
 TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
     exceptions.ConnectionError,  # BusyLoadingError is one
     exceptions.TimeoutError,
-    exceptions.ReadOnlyError,
+    exceptions.ReadOnlyError,  # NoReplicasError is one
     exceptions.OutOfMemoryError,
     exceptions.TryAgainError,
     exceptions.ClusterDownError,  # MasterDownError is one
@@ -51,5 +65,11 @@ def error_from_reply(message: str) -> exceptions.RedisError:
 
 
 def is_transient(error: BaseException) -> bool:
-    """Whether waiting and trying again may succeed where this error failed."""
+    """Whether waiting and trying again may succeed where this error failed.
+
+    redis-py maps fewer reply codes than ``error_from_reply`` does (``NOREPLICAS``,
+    ``UNBLOCKED``): a plain ``ResponseError`` from its pools is judged by its code too.
+    """
+    if type(error) is exceptions.ResponseError:
+        error = error_from_reply(str(error))
     return isinstance(error, TRANSIENT_ERRORS)

@@ -303,7 +303,7 @@ class Job:
             except redis.TimeoutError:
                 continue  # a slow reply to a read-only wait: just wait again
             if reply:
-                return Result.from_entry(*reply[0][1][-1])
+                return Result.from_entry(*_stream_entries(reply)[-1])
         return None
 
     async def results(self) -> list[Result]:
@@ -477,6 +477,15 @@ _FIELD_RULES: dict[bytes, tuple[str, _Parse]] = {
     b"failure_callback_timeout": ("failure_callback_timeout", int),
     b"stopped_callback_timeout": ("stopped_callback_timeout", int),
 }
+
+
+def _stream_entries(reply: Any) -> list[Any]:
+    """The entries of the one stream an ``XREAD`` read: ``[[name, entries]]`` in RESP2,
+    ``{name: entries}`` (or ``{name: [entries]}``) when the client asked for RESP3."""
+    if isinstance(reply, dict):
+        (entries,) = reply.values()
+        return list(entries[0] if entries and isinstance(entries[0], list) else entries)
+    return list(reply[0][1])
 
 
 def _decode_meta(raw: bytes | None) -> dict[str, Any]:

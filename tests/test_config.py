@@ -31,6 +31,10 @@ class HostOnlyClient:
     def __init__(self, *, host: str = "localhost") -> None:
         self.host = host
 
+    @classmethod
+    def from_pool(cls, pool: Any) -> HostOnlyClient:
+        return cls()
+
 
 def plan_with(entries: dict[str, Any], queues: list[str] | None = None) -> Plan:
     """A plan for RQ_QUEUE_CONNECTIONS = entries, listing queues (default: every entry key)."""
@@ -182,6 +186,66 @@ def test_url_may_set_max_connections() -> None:
 
 
 # -- rule 3: references share ---------------------------------------------------------------
+
+
+def test_sentinel_url_names_the_sentinels_the_primary_and_its_database() -> None:
+    url = "redis+sentinel://alice:s3cret@s1:26380,s2,[::1]:26381/mymaster/2?client_name=web"
+
+    spec = plan_from_config({"RQ_CONNECTION": url}).connections["default"]
+
+    assert spec.sentinels is not None
+    assert spec.sentinels.addresses == (("s1", 26380), ("s2", 26379), ("::1", 26381))
+    assert spec.sentinels.service_name == "mymaster"
+    assert spec.url is None
+    assert spec.options == {
+        "username": "alice",
+        "password": "s3cret",
+        "db": 2,
+        "client_name": "web",
+    }
+
+
+def test_sentinel_url_without_a_database_uses_database_0() -> None:
+    spec = plan_from_config({"RQ_CONNECTION": "redis+sentinel://s1/mymaster"}).connections[
+        "default"
+    ]
+
+    assert spec.options == {"db": 0}
+
+
+def test_sentinel_dict_keeps_the_sentinel_options_apart_from_the_primary_s() -> None:
+    value = {
+        "sentinels": [["s1", 26379], ("s2", 26380)],
+        "service_name": "mymaster",
+        "db": 1,
+        "password": "primary-secret",
+        "sentinel_kwargs": {"password": "sentinel-secret"},
+    }
+
+    spec = plan_from_config({"RQ_QUEUE_CONNECTIONS": {"x": value}, "RQ_QUEUES": ["x"]}).connections[
+        "x"
+    ]
+
+    assert spec.sentinels is not None
+    assert spec.sentinels.addresses == (("s1", 26379), ("s2", 26380))
+    assert spec.sentinels.options == {"password": "sentinel-secret"}
+    assert spec.options == {"db": 1, "password": "primary-secret"}
+
+
+def test_a_queue_may_refer_to_a_sentinel_entry() -> None:
+    plan = plan_with({"x": "redis+sentinel://s1/mymaster", "y": "x"})
+
+    assert plan.queue_connections["y"] == "x"
+    assert plan.connections["x"].sentinels is not None
+
+
+def test_sentinel_errors_mask_the_passwords() -> None:
+    value = {"sentinels": [], "service_name": "m", "sentinel_kwargs": {"password": "s3cret"}}
+
+    with pytest.raises(ConfigError) as excinfo:
+        plan_from_config({"RQ_CONNECTION": value})
+
+    assert "s3cret" not in str(excinfo.value)
 
 
 def test_reference_shares_the_connection_of_the_named_entry() -> None:
@@ -430,13 +494,24 @@ def test_connection_specs_are_hashable_so_pools_can_be_keyed_by_them() -> None:
 
 # (id, value, what the message says is wrong with it, what it says would be valid)
 URL_ERRORS = [
-    ("scheme", "http://e.example", "has the unsupported scheme 'http'", "redis://, rediss:// or"),
+    (
+        "scheme",
+        "http://e.example",
+        "has the unsupported scheme 'http'",
+        "unix:// or redis+sentinel",
+    ),
     ("port", "redis://e.example:port", "is not a valid Redis URL", "'redis://host:6379/0'"),
     ("ipv6", "redis://[e.example", "is not a valid Redis URL", "'redis://host:6379/0'"),
     ("query", "redis://e.example?socket_timeout=x", "is not a valid Redis URL", "redis-py can"),
     ("decode", "redis://e.example?decode_responses=true", "sets decode_responses", "binary"),
     ("decode-false", "redis://e.example?decode_responses=false", "sets decode", "remove it"),
     ("max-conn", "redis://e.example?max_connections=0", "sets max_connections=0", "int >= 1"),
+    ("sentinel-no-service", "redis+sentinel://s1:26379", "is not a valid Sentinel URL", "/service"),
+    ("sentinel-no-host", "redis+sentinel:///mymaster", "is not a valid Sentinel URL", "host:port"),
+    ("sentinel-port", "redis+sentinel://s1:x/mymaster", "is not a valid Sentinel URL", "host:port"),
+    ("sentinel-db", "redis+sentinel://s1/mymaster/x", "is not a valid Sentinel URL", "[/db]"),
+    ("sentinel-ipv6", "redis+sentinel://[::1/mymaster", "is not a valid Sentinel URL", "[/db]"),
+    ("sentinel-decode", "redis+sentinel://s1/m?decode_responses=1", "sets decode_resp", "binary"),
 ]
 
 DICT_ERRORS = [
@@ -449,6 +524,29 @@ DICT_ERRORS = [
     ("max-conn-bool", {"max_connections": True}, "sets max_connections=True", "int >= 1"),
     ("max-conn-float", {"max_connections": 1.5}, "sets max_connections=1.5", "int >= 1"),
     ("pool", {"connection_pool": object()}, "holds a connection_pool", "per event loop"),
+    ("sentinels-empty", {"sentinels": [], "service_name": "m"}, "has the sentinels []", "[host,"),
+    ("sentinels-str", {"sentinels": "s1:26379", "service_name": "m"}, "has the sentinels", "[["),
+    ("sentinels-port", {"sentinels": [["s1", "1"]], "service_name": "m"}, "has the sentin", "port"),
+    ("service-missing", {"sentinels": [["s1", 26379]]}, "has the service_name None", "monitor"),
+    ("service-empty", {"sentinels": [["s", 1]], "service_name": ""}, "has the service_nam", "mon"),
+    (
+        "sentinel-host",
+        {"sentinels": [["s", 1]], "service_name": "m", "host": "h"},
+        "sets 'host'",
+        "the sentinels say where",
+    ),
+    (
+        "sentinel-kwargs",
+        {"sentinels": [["s", 1]], "service_name": "m", "sentinel_kwargs": 1},
+        "has sentinel_kwargs that is not a dict",
+        "a password",
+    ),
+    (
+        "sentinel-bogus",
+        {"sentinels": [["s", 1]], "service_name": "m", "bogus": 1},
+        "is rejected by Redis",
+        "keyword arguments the client",
+    ),
 ]
 
 
@@ -563,7 +661,7 @@ ERRORS: list[Any] = [
     pytest.param(
         {"RQ_CONNECTION": "default"},
         "RQ_CONNECTION = 'default'",
-        "redis://, rediss:// or unix:// URL",
+        "redis://, rediss://, unix:// or redis+sentinel:// URL",
         id="rq-connection-reference",
     ),
     # RQ_CONNECTION_CLASS
@@ -592,6 +690,12 @@ ERRORS: list[Any] = [
         )
         for i, value in enumerate([None, 42, "redis.asyncio.connection.parse_url", Redis()])
     ],
+    pytest.param(
+        {"RQ_CONNECTION_CLASS": "redis.asyncio.sentinel.Sentinel"},
+        "RQ_CONNECTION_CLASS = 'redis.asyncio.sentinel.Sentinel' is not a Redis client class",
+        "for Sentinel, set the connection to a redis+sentinel://",
+        id="class-sentinel",
+    ),
     *[
         pytest.param(
             {"RQ_CONNECTION_CLASS": value},

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import ssl
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 import redis
-from redis.asyncio import Connection, Redis
+from redis.asyncio import BlockingConnectionPool, Connection, Redis
+from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 
-from aiorq_flask._multiplexer import Multiplexer, _transport_of
+from aiorq_flask._multiplexer import Multiplexer, endpoint_of, locator_of
 
 from .apps.worker_support import async_wait_until
 from .client_list import connections_named, named, wait_for_connections
@@ -19,7 +22,7 @@ from .redis_server import RedisServer
 @pytest.fixture
 async def multiplexer(redis_url: str) -> AsyncIterator[Multiplexer]:
     client = Redis(**named(redis_url, "mux-test"))
-    multiplexer = Multiplexer(client)
+    multiplexer = Multiplexer.for_client(client)
     yield multiplexer
     await multiplexer.aclose()
     await client.aclose()
@@ -91,7 +94,7 @@ async def test_a_reply_slower_than_the_socket_timeout_fails_and_the_next_call_re
     redis_url: str,
 ) -> None:
     client = Redis(**named(redis_url, "mux-timeout", socket_timeout=0.2))
-    multiplexer = Multiplexer(client)
+    multiplexer = Multiplexer.for_client(client)
     try:
         with pytest.raises(redis.exceptions.TimeoutError):
             await multiplexer.execute_command("BLPOP", "mux:never", 2)
@@ -153,7 +156,7 @@ async def test_a_unix_socket_connection_keeps_its_database_from_the_handshake(
     if redis_server is None:
         pytest.skip("needs the private redis-server (AIORQ_TEST_REDIS_URL is set)")
     client = Redis.from_url(f"unix://{redis_server.unix_socket}?db=3")
-    multiplexer = Multiplexer(client)
+    multiplexer = Multiplexer.for_client(client)
     try:
         await multiplexer.execute_command("SET", "mux:where", "db3")
     finally:
@@ -176,8 +179,108 @@ async def test_writes_larger_than_the_socket_buffer_wait_and_all_replies_arrive(
     assert replies == [payload + str(i).encode() for i in range(200)]
 
 
-def test_a_connection_without_a_reachable_socket_is_a_clear_error() -> None:
-    unconnected = Connection()  # what a redis-py whose layout changed would look like
+async def test_the_channel_speaks_resp2_when_the_client_asks_for_resp3(redis_url: str) -> None:
+    client = Redis(**named(redis_url, "mux-resp3", protocol=3))
+    multiplexer = Multiplexer.for_client(client)
+    try:
+        info = await multiplexer.execute_command("CLIENT", "INFO")
+        own = await client.client_info()
+    finally:
+        await multiplexer.aclose()
+        await client.aclose()
 
-    with pytest.raises(RuntimeError, match="cannot reach the socket of a Connection"):
-        _transport_of(unconnected)
+    assert str(own["resp"]) == "3"  # the client's own connections
+    fields = dict(field.split(b"=", 1) for field in info.split())
+    assert (fields[b"name"], fields[b"resp"]) == (b"mux-resp3", b"2")
+
+
+READONLY = "return redis.error_reply('READONLY You can\\'t write against a read only replica.')"
+
+
+async def test_a_readonly_reply_fails_its_caller_and_the_next_call_reconnects(
+    multiplexer: Multiplexer, sync_redis: redis.Redis
+) -> None:
+    before = await multiplexer.execute_command("CLIENT", "ID")
+
+    with pytest.raises(redis.exceptions.ReadOnlyError):
+        await multiplexer.execute_command("EVAL", READONLY, 0)
+
+    assert await multiplexer.execute_command("CLIENT", "ID") != before
+    assert wait_for_connections(sync_redis, "mux-test", 1) == 1
+
+
+async def test_replies_owed_when_readonly_comes_still_reach_their_callers(
+    multiplexer: Multiplexer,
+) -> None:
+    before = await multiplexer.execute_command("CLIENT", "ID")
+    calls = [
+        multiplexer.execute_command("ECHO", "first"),
+        multiplexer.execute_command("EVAL", READONLY, 0),
+        multiplexer.execute_command("ECHO", "owed"),
+    ]
+
+    first, readonly, owed = await asyncio.gather(*calls, return_exceptions=True)
+
+    assert (first, owed) == (b"first", b"owed")
+    assert isinstance(readonly, redis.exceptions.ReadOnlyError)
+    assert await multiplexer.execute_command("CLIENT", "ID") != before
+
+
+# -- endpoint_of: the one reading of redis-py's connection layer ------------------------------
+
+
+def test_endpoint_of_a_tcp_url_has_every_setting_redis_py_resolved() -> None:
+    pool = BlockingConnectionPool.from_url(
+        "redis://alice:s3cret@redis.example:6380/4?client_name=web&socket_timeout=2"
+        "&socket_connect_timeout=1"
+    )
+
+    found = endpoint_of(pool)
+
+    assert (found.host, found.port, found.path, found.tls) == ("redis.example", 6380, None, None)
+    assert (found.username, found.password, found.db) == ("alice", "s3cret", 4)
+    assert (found.client_name, found.timeout, found.connect_timeout) == ("web", 2.0, 1.0)
+    assert "s3cret" not in repr(found)
+
+
+def test_endpoint_of_a_unix_url_has_its_path_and_database() -> None:
+    found = endpoint_of(BlockingConnectionPool.from_url("unix:///run/redis.sock?db=2"))
+
+    assert (found.path, found.db, found.tls, found.keepalive) == ("/run/redis.sock", 2, None, None)
+
+
+def test_endpoint_of_a_tls_client_has_redis_py_s_tls_context() -> None:
+    client = Redis(host="redis.example", ssl=True, ssl_cert_reqs="none")
+
+    found = endpoint_of(client.connection_pool)
+
+    assert isinstance(found.tls, ssl.SSLContext)
+    assert found.tls.verify_mode == ssl.CERT_NONE
+    assert (found.host, found.port) == ("redis.example", 6379)
+
+
+async def test_endpoint_of_a_sentinel_pool_locates_the_primary_through_the_pool() -> None:
+    manager = Sentinel([("127.0.0.1", 26379)])
+    pool = SentinelConnectionPool("mymaster", manager, db=3, password="p")
+
+    found = endpoint_of(pool)
+
+    assert (found.db, found.password) == (3, "p")
+    assert locator_of(pool) == pool.get_master_address
+    assert locator_of(BlockingConnectionPool()) is None
+
+
+class _ConnectionWithoutAName(Connection):
+    """What a redis-py that renamed a connection setting would look like."""
+
+    def __getattribute__(self, name: str) -> Any:
+        if name == "client_name":
+            raise AttributeError(name, name=name, obj=self)
+        return super().__getattribute__(name)
+
+
+def test_endpoint_of_a_connection_lacking_a_setting_is_a_clear_error() -> None:
+    pool = BlockingConnectionPool(connection_class=_ConnectionWithoutAName)
+
+    with pytest.raises(RuntimeError, match="cannot read 'client_name' from a _ConnectionWith"):
+        endpoint_of(pool)

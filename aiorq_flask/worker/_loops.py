@@ -16,12 +16,14 @@ from collections.abc import Awaitable, Callable
 import anyio
 from redis import exceptions
 
-from .._redis_errors import is_transient
+from .._redis_errors import NoReplicasError, UnblockedError, error_from_reply, is_transient
 
 log = logging.getLogger("aiorq_flask.worker")
 
 _STATES: tuple[tuple[type[BaseException], str], ...] = (
     (exceptions.BusyLoadingError, "is loading its dataset (LOADING)"),
+    (NoReplicasError, "is a primary without its replicas (NOREPLICAS)"),
+    (UnblockedError, "changed role and unblocked its clients (UNBLOCKED)"),
     (exceptions.ReadOnlyError, "is a read-only replica (READONLY)"),
     (exceptions.OutOfMemoryError, "is out of memory (OOM)"),
     (exceptions.TimeoutError, "does not answer in time"),
@@ -29,6 +31,8 @@ _STATES: tuple[tuple[type[BaseException], str], ...] = (
 
 
 def _state_of(error: BaseException) -> str:
+    if type(error) is exceptions.ResponseError:  # a code redis-py's pools do not map
+        error = error_from_reply(str(error))
     for kind, state in _STATES:
         if isinstance(error, kind):
             return state
