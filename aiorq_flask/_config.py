@@ -20,11 +20,13 @@ import redis
 from redis.asyncio import Redis
 from redis.asyncio.connection import parse_url
 
+from .allowlist import module_prefixes
 from .errors import ConfigError
 
 __all__ = ["DEFAULT_URL", "ConnectionSpec", "Plan", "Sentinels", "plan_from_config"]
 
 DEFAULT_URL = "redis://localhost:6379/0"
+DEFAULT_MAX_JOB_BYTES = 64 << 20  # RQ_MAX_JOB_BYTES: the biggest `data` field enqueued or run
 _DEFAULT = "default"
 
 _logger = logging.getLogger("aiorq_flask")
@@ -97,6 +99,8 @@ class Plan:
     connections: Mapping[str, ConnectionSpec]
     client_class: type[Any]
     is_async: bool | None
+    allowed_modules: tuple[str, ...] | None = None  # None: a worker runs any function
+    max_job_bytes: int = DEFAULT_MAX_JOB_BYTES
 
     def queues_on(self, connection: str) -> tuple[str, ...]:
         """Queues served by ``connection``, in priority order (what a worker on it listens to).
@@ -130,6 +134,8 @@ def plan_from_config(config: Mapping[str, Any]) -> Plan:
         connections=MappingProxyType({name: specs[name] for name in used}),
         client_class=client_class,
         is_async=is_async,
+        allowed_modules=_allowed_modules(config.get("RQ_WORKER_ALLOWED_MODULES")),
+        max_job_bytes=_max_job_bytes(config.get("RQ_MAX_JOB_BYTES", _MISSING)),
     )
 
 
@@ -182,6 +188,23 @@ def _is_async(value: Any) -> bool | None:
     """``RQ_ASYNC`` stays a tri-state: ``None`` is decided later from ``app.testing``."""
     if value is not None and not isinstance(value, bool):
         raise ConfigError(f"RQ_ASYNC = {value!r} is not a bool; use True, False or None")
+    return value
+
+
+def _allowed_modules(value: Any) -> tuple[str, ...] | None:
+    """``RQ_WORKER_ALLOWED_MODULES``: None (unset) lets a worker run any function."""
+    return None if value is None else module_prefixes(value, "RQ_WORKER_ALLOWED_MODULES")
+
+
+def _max_job_bytes(value: Any) -> int:
+    """``RQ_MAX_JOB_BYTES``: a positive int, the biggest ``data`` field a job may have."""
+    if value is _MISSING:
+        return DEFAULT_MAX_JOB_BYTES
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(
+            f"RQ_MAX_JOB_BYTES = {value!r} is not a positive int; use a size in bytes "
+            f"(default {DEFAULT_MAX_JOB_BYTES} = 64 MiB)"
+        )
     return value
 
 
@@ -266,7 +289,8 @@ def _entry_specs(
         source = _source(key)
         if not isinstance(value, (str, Mapping)):
             raise ConfigError(
-                f"{source} = {value!r} is not a connection description; use {_VALID_VALUE}, "
+                f"{source} = {_redacted(value)!r} is not a connection description; use "
+                f"{_VALID_VALUE}, "
                 f"{_VALID_REF}, or None (pools are made per event loop, so the config "
                 "describes a connection rather than holding one)"
             )

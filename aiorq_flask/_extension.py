@@ -44,6 +44,7 @@ class AsyncRQ:
 
     def __init__(self, app: Any = None) -> None:
         self._states: weakref.WeakKeyDictionary[Any, AppState] = weakref.WeakKeyDictionary()
+        self._job_functions: set[str] = set()  # paths of the functions @rq.job decorated
         if app is not None:
             self.init_app(app)
 
@@ -59,10 +60,16 @@ class AsyncRQ:
         pools = ConnectionPools(plan.connections, plan.client_class)
         eager = _is_eager(plan, app)
         queues = {
-            name: Queue(name, plan.queue_connections[name], pools, eager=eager)
+            name: Queue(
+                name,
+                plan.queue_connections[name],
+                pools,
+                eager=eager,
+                max_job_bytes=plan.max_job_bytes,
+            )
             for name in plan.queues
         }
-        self._states[app] = AppState(weakref.ref(app), plan, pools, queues)
+        self._states[app] = AppState(weakref.ref(app), plan, pools, queues, self._job_functions)
         app.extensions[EXTENSION_KEY] = self
         if hasattr(app, "after_serving"):  # Quart: close the serving loop's pools with it
             app.after_serving(pools.aclose)
@@ -115,7 +122,7 @@ class AsyncRQ:
         """Give a function an awaitable ``.enqueue(...)`` on ``queue`` (``@rq.job`` or
         ``@rq.job(queue="email", job_timeout=60)``); other options are enqueue defaults."""
         decorate: Callable[[Callable[P, R]], JobWrapper[P, R]] = make_job_decorator(
-            self, queue, defaults
+            self, queue, defaults, self._job_functions
         )
         return decorate if func is None else decorate(func)
 

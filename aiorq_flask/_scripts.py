@@ -59,6 +59,7 @@ class Claimed(NamedTuple):
     origin: bytes  # the queue it was booked under, or why it was dropped
     hash: list[bytes] | None  # the job hash as it was, field, value, ...
     left_out: int  # 1: its big ``data`` was left out of ``hash``
+    size: int  # the length of its ``data`` field (HSTRLEN), read or not
 
 
 class Beat(NamedTuple):

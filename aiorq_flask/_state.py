@@ -7,7 +7,8 @@ reach an app's state, so they import this module, never the extension.
 from __future__ import annotations
 
 import weakref
-from dataclasses import dataclass
+from collections.abc import Collection
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
@@ -20,7 +21,9 @@ EXTENSION_KEY = "aiorq"  # the extension's name in ``app.extensions``
 
 @dataclass
 class AppState:
-    """What ``init_app`` built for one app: the plan, its pools and its queues.
+    """What ``init_app`` built for one app: the plan, its pools, its queues, and the paths
+    of the functions its extension decorated with ``@rq.job`` (a live set, which a worker's
+    allowlist always lets run).
 
     It holds its app weakly: the state is the value of a ``WeakKeyDictionary`` keyed by
     that app, and a strong reference would keep the app alive forever.
@@ -30,6 +33,7 @@ class AppState:
     plan: Plan
     pools: ConnectionPools
     queues: dict[str, Queue]
+    job_functions: Collection[str] = field(default_factory=frozenset)
 
     @property
     def app(self) -> Any:

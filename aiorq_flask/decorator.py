@@ -7,7 +7,7 @@ and enqueueing it are both checked against the function's own signature.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, MutableSet, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, Protocol, TypeVar
 
@@ -38,6 +38,7 @@ class JobWrapper(Generic[P, R]):
     ) -> None:
         self.func = func
         self.__aiorq_func__ = func
+        self.path = f"{func.__module__}.{func.__qualname__}"  # what a worker imports
         self.queue_name = queue
         self._queues = queues
         self._defaults = dict(defaults)
@@ -47,7 +48,7 @@ class JobWrapper(Generic[P, R]):
         return self.func(*args, **kwargs)
 
     def __repr__(self) -> str:
-        return f"<job {self.func.__module__}.{self.func.__qualname__} on {self.queue_name!r}>"
+        return f"<job {self.path} on {self.queue_name!r}>"
 
     def _queue(self) -> Queue:
         return self._queues.get_queue(self.queue_name)
@@ -78,9 +79,14 @@ class JobWrapper(Generic[P, R]):
 
 
 def make_job_decorator(
-    queues: QueueSource, queue: str, defaults: Mapping[str, Any]
+    queues: QueueSource, queue: str, defaults: Mapping[str, Any], decorated: MutableSet[str]
 ) -> Callable[[Callable[P, R]], JobWrapper[P, R]]:
+    """``@rq.job``'s decorator; each function it wraps joins ``decorated`` (by path), the
+    functions a worker of the extension's apps always lets run."""
+
     def decorate(func: Callable[P, R]) -> JobWrapper[P, R]:
-        return JobWrapper(func, queues, queue, defaults)
+        wrapper = JobWrapper(func, queues, queue, defaults)
+        decorated.add(wrapper.path)
+        return wrapper
 
     return decorate

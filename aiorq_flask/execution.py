@@ -116,12 +116,11 @@ class Deadline:
             raise JobTimeoutError(f"job exceeded its timeout of {self.seconds:g} seconds")
 
 
-async def run_callback(name: bytes | str, callback_timeout: float, *args: Any) -> Any:
-    """Run an ``on_success``/``on_failure``/``on_stopped`` callback, as rq calls them:
-    ``(job, connection, ...)``; ``async def`` callbacks are awaited."""
-    func_name = name.decode() if isinstance(name, bytes) else name
+async def run_callback(func: Callable[..., Any], callback_timeout: float, *args: Any) -> Any:
+    """Run an ``on_success``/``on_failure``/``on_stopped`` callback (imported by the
+    caller), as rq calls them: ``(job, connection, ...)``; ``async def`` ones are awaited."""
     with Deadline(callback_timeout):
-        return await call(import_function(func_name), args, {})
+        return await call(func, args, {})
 
 
 @asynccontextmanager

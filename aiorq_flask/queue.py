@@ -20,6 +20,7 @@ from redis.asyncio.client import Pipeline
 from redis.typing import EncodableT
 
 from . import _scripts, keys
+from ._config import DEFAULT_MAX_JOB_BYTES
 from ._multiplexer import Multiplexer
 from .eager import as_started, run_eagerly
 from .errors import InvalidJobError, NoSuchJobError
@@ -49,11 +50,13 @@ class Queue:
         pools: ConnectionPools,
         *,
         eager: bool = False,
+        max_job_bytes: int = DEFAULT_MAX_JOB_BYTES,
     ) -> None:
         self.name = name
         self.key = keys.queue(name)
         self.connection_name = connection_name
         self.eager = eager
+        self.max_job_bytes = max_job_bytes  # RQ_MAX_JOB_BYTES
         self._pools = pools
 
     def __repr__(self) -> str:
@@ -96,6 +99,16 @@ class Queue:
         )
         job._call = (data.func_name, list(data.args), data.kwargs)
         return job
+
+    def _check_size(self, data: EnqueueData) -> None:
+        """Refuse a payload above ``RQ_MAX_JOB_BYTES`` before anything is written (a worker
+        would fail it unread)."""
+        if len(data.payload) > self.max_job_bytes:
+            raise InvalidJobError(
+                f"job {data.job_id} ({data.func_name}): its payload is {len(data.payload):,} "
+                f"bytes, above RQ_MAX_JOB_BYTES = {self.max_job_bytes:,}; nothing was written "
+                "(pass big data by reference, e.g. a key or a path, or raise the limit)"
+            )
 
     # -- writing jobs --------------------------------------------------------------
 
@@ -144,19 +157,26 @@ class Queue:
         options: Mapping[str, Any],
     ) -> EnqueueData:
         """``prepare_data``, in a thread when the arguments alone are big: packing and
-        compressing them would hold the caller's event loop for many milliseconds."""
+        compressing them would hold the caller's event loop for many milliseconds. Raises
+        ``InvalidJobError`` for a payload above ``RQ_MAX_JOB_BYTES``."""
         if looks_big(args, kwargs):
             build = functools.partial(self.prepare_data, func, args, kwargs, **options)
-            return await anyio.to_thread.run_sync(build)
-        return self.prepare_data(func, args, kwargs, **options)
+            data = await anyio.to_thread.run_sync(build)
+        else:
+            data = self.prepare_data(func, args, kwargs, **options)
+        self._check_size(data)
+        return data
 
     async def enqueue_many(self, jobs: Iterable[EnqueueData]) -> list[Job]:
         """Write any number of prepared jobs in one MULTI (one round trip, all or nothing).
 
         A job with ``depends_on`` is written ``deferred`` when a parent is not done yet
-        (parents earlier in the same call count as they are at that point).
+        (parents earlier in the same call count as they are at that point). A payload
+        above ``RQ_MAX_JOB_BYTES`` raises ``InvalidJobError``, and none is written.
         """
         jobs = list(jobs)
+        for data in jobs:
+            self._check_size(data)
         if self.eager:
             return [await self._run_eagerly(data) for data in jobs]
         connection = self.connection

@@ -5,10 +5,12 @@
 
 Redis is ``$REDIS_URL`` when it is set (it must answer); otherwise a throwaway
 ``redis-server`` on a free port, without persistence, removed at the end. The app runs on
-hypercorn and the worker as ``python -m aiorq_flask.worker``, each a subprocess. HTTP
-clients (threads, one keep-alive connection each) post the jobs while a bar shows them
-queued, running, finished and failed, as Redis sees them. Everything the demo starts is
-stopped when it ends, fails or is interrupted (Ctrl-C, SIGTERM).
+hypercorn and the worker as ``python -m aiorq_flask.worker``, each a subprocess; the
+worker runs only the example's jobs (``RQ_WORKER_ALLOWED_MODULES`` in the app, and
+``--allow-module`` on the worker's command line). HTTP clients (threads, one keep-alive
+connection each) post the jobs while a bar shows them queued, running, finished and
+failed, as Redis sees them. Everything the demo starts is stopped when it ends, fails or
+is interrupted (Ctrl-C, SIGTERM).
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ import redis
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = "examples.quart_app.app:app"
+JOBS = "examples.quart_app.jobs"  # the app's RQ_WORKER_ALLOWED_MODULES: all the worker runs
 QUEUE = "default"
 SYNC_EVERY = 25  # one job in 25 is the plain-function job, run in a worker thread
 STALL_SECONDS = 30.0  # nothing moved for this long: something is wrong, give up
@@ -431,12 +434,16 @@ class Demo:
         concurrency = str(self.options.worker_concurrency)
         argv = [sys.executable, "-m", "aiorq_flask.worker", "--app", APP]
         argv += ["--concurrency", concurrency, "--name", self.worker_name, "--grace-period", "5"]
+        argv += ["--allow-module", JOBS]
         child = self._spawn("worker", argv, self._env(url))
         assert self.client is not None
         client = self.client
         key = f"rq:worker:{self.worker_name}"
         wait_for("the worker to register", lambda: client.sismember("rq:workers", key), 30, child)
-        print(f"  worker  python -m aiorq_flask.worker --app {APP} --concurrency {concurrency}")
+        print(
+            f"  worker  python -m aiorq_flask.worker --app {APP} --concurrency {concurrency} "
+            f"--allow-module {JOBS}"
+        )
 
     @staticmethod
     def _registry_sizes(client: redis.Redis) -> tuple[int, int]:

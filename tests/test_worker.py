@@ -476,7 +476,9 @@ async def test_worker_reconnects_after_redis_restarts(
                 lambda: (
                     task.done()
                     or any(
-                        r.name.startswith("aiorq_flask") and r.levelno >= logging.WARNING
+                        r.name.startswith("aiorq_flask")
+                        and r.levelno >= logging.WARNING
+                        and "retrying" in r.getMessage()
                         for r in caplog.records
                     )
                 ),

@@ -7,7 +7,8 @@
 -- order of KEYS.
 -- Returns a REPLY per popped id: the job hash as it was (the worker decodes and validates
 -- it, and fails the jobs it cannot read), without a big `data` (copied through Lua it
--- would hold Redis for milliseconds per MiB: the worker reads it with a plain HGET). Two
+-- would hold Redis for milliseconds per MiB: the worker reads it with a plain HGET, or
+-- fails it unread when the size, also in the reply, is above its limit). Two
 -- kinds of id are dropped, not booked: an id whose job hash is gone (its ttl ran out while
 -- it waited, or it was deleted), and one whose job already ended (running it again would
 -- run it twice).
@@ -30,8 +31,9 @@ if redis.call('EXISTS', KEY.suspended) == 1 then
 end
 
 local function read(job)
-  if redis.call('HSTRLEN', job, 'data') <= big then
-    return redis.call('HGETALL', job), 0
+  local size = redis.call('HSTRLEN', job, 'data')
+  if size <= big then
+    return redis.call('HGETALL', job), 0, size
   end
   local hash = {}
   for _, field in ipairs(redis.call('HKEYS', job)) do
@@ -40,7 +42,7 @@ local function read(job)
       hash[#hash + 1] = redis.call('HGET', job, field)
     end
   end
-  return hash, 1
+  return hash, 1, size
 end
 
 local function book(id, exec, origin)
@@ -64,12 +66,12 @@ local claimed, last_booked = {}, nil
 for q, queue_key in ipairs(KEYS) do
   local room = max - #claimed
   for _, id in ipairs(room > 0 and redis.call('LPOP', queue_key, room) or {}) do
-    local hash, left_out = read(KEY.job(id))
+    local hash, left_out, size = read(KEY.job(id))
     local status = redis.call('HGET', KEY.job(id), 'status')
     local dropped = #hash == 0 and 'missing' or (ENDED[status] and status)
     if dropped then
       claimed[#claimed + 1] = REPLY({id = id, execution_id = false, origin = dropped,
-        hash = false, left_out = 0})
+        hash = false, left_out = 0, size = 0})
     else
       local exec = ARGV[6] .. string.format('%08x', #claimed)
       local origin = redis.call('HGET', KEY.job(id), 'origin')
@@ -77,7 +79,7 @@ for q, queue_key in ipairs(KEYS) do
       book(id, exec, origin)
       last_booked = id
       claimed[#claimed + 1] = REPLY({id = id, execution_id = exec, origin = origin,
-        hash = hash, left_out = left_out})
+        hash = hash, left_out = left_out, size = size})
     end
   end
 end

@@ -21,6 +21,7 @@ import signal
 import threading
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -34,6 +35,7 @@ from .._connections import block_slice, dedicated_client
 from .._multiplexer import Multiplexer
 from .._redis_errors import is_transient
 from .._scripts import Claimed, Outcome
+from ..allowlist import OPTION, SETTING, Allowlist, NotAllowedError, module_prefixes
 from ..errors import ConfigError, InvalidJobError, NoSuchJobError
 from ..execution import (
     Deadline,
@@ -64,6 +66,11 @@ if TYPE_CHECKING:
 log = logging.getLogger("aiorq_flask.worker")
 
 PEEK_SECONDS = 2.0  # how long one idle wait blocks before the fetch loop looks again
+CALLBACKS = (
+    ("success callback", "success_callback_name"),
+    ("failure callback", "failure_callback_name"),
+    ("stopped callback", "stopped_callback_name"),
+)
 
 
 class WorkerState(enum.Enum):
@@ -92,6 +99,7 @@ class Execution:
     task: asyncio.Task[None] | None = None
     cancel_reason: str | None = None  # "stopped" (stop-job), "requeue" (shutdown)
     ended: bool = False  # its outcome is known, and on its way to finish.lua
+    successor: Execution | None = None  # a second claim of its job, decided once recorded
 
     @property
     def timeout(self) -> int:
@@ -105,17 +113,37 @@ def ended(execution: Execution, status: Outcome, payload: str = "") -> Ended:
     )
 
 
-def read_claimed(raw_id: bytes, fields: list[bytes], connection: Redis) -> tuple[Job | None, str]:
-    """Decode a claimed job's hash as rq would read it; ``(None, why)`` if it cannot be."""
+def read_claimed(
+    raw_id: bytes, fields: list[bytes], connection: Redis, allowlist: Allowlist | None = None
+) -> tuple[Job | None, str]:
+    """Decode a claimed job's hash as rq would read it, and check its callbacks against
+    ``allowlist`` (the function is checked before it is imported, in ``_call``);
+    ``(None, why)`` if it cannot be read or must not run."""
     job_id = raw_id.decode("utf-8", "backslashreplace")
     try:
         validate_job_id(job_id)
         mapping = dict(zip(fields[::2], fields[1::2], strict=True))
         if not mapping.get(b"origin"):
             raise InvalidJobError(f"job {job_id!r} has no 'origin' field")
-        return Job.from_hash(job_id, mapping, connection), ""
+        job = Job.from_hash(job_id, mapping, connection)
     except (InvalidJobError, NoSuchJobError) as error:
         return None, f"the worker cannot read this job: {error}"
+    try:
+        for what, attribute in CALLBACKS:
+            if allowlist is not None and getattr(job, attribute):
+                allowlist.check(getattr(job, attribute), what)
+    except NotAllowedError as error:
+        return None, f"the worker did not run this job: {error}"
+    return job, ""
+
+
+def _allowlist(state: AppState, allow_modules: Sequence[str]) -> Allowlist:
+    """The config's ``RQ_WORKER_ALLOWED_MODULES`` and the worker's ``--allow-module``
+    prefixes together (None if neither is set), and the app's ``@rq.job`` functions."""
+    prefixes = state.plan.allowed_modules
+    if allow_modules:
+        prefixes = (*(prefixes or ()), *module_prefixes(list(allow_modules), OPTION))
+    return Allowlist(prefixes, state.job_functions)
 
 
 class Worker:
@@ -125,6 +153,9 @@ class Worker:
     ``worker.request_stop()``, rq's shutdown command, or, with ``burst=True``, until the
     queues are empty and every claimed job has been recorded. Cancelling ``work()`` puts
     the jobs it runs back on their queues.
+
+    It runs only the functions ``RQ_WORKER_ALLOWED_MODULES`` and ``allow_modules`` allow
+    (see ``aiorq_flask.allowlist``), or any function when neither is set.
     """
 
     def __init__(
@@ -141,6 +172,7 @@ class Worker:
         grace_period: float = 30.0,
         result_ttl: int = DEFAULT_RESULT_TTL,
         failure_ttl: int = DEFAULT_FAILURE_TTL,
+        allow_modules: Sequence[str] = (),
     ) -> None:
         served = state.plan.queues_on(connection)
         if queues is None:
@@ -168,6 +200,8 @@ class Worker:
         self.grace_period = grace_period
         self.result_ttl = result_ttl
         self.failure_ttl = failure_ttl
+        self.allowlist = _allowlist(state, allow_modules)
+        self.max_job_bytes = state.plan.max_job_bytes
         self.wip_ttl = _bookkeeping.wip_ttl(heartbeat)
         self._pools = state.pools
         self._queue_keys = [keys.queue(q) for q in self.queues]
@@ -236,6 +270,13 @@ class Worker:
 
     async def _serve(self, burst: bool) -> None:
         """Claim and run jobs until stopped (or the burst is over), then drain."""
+        if self.allowlist.prefixes is None:
+            log.warning(
+                "%s is not set: this worker imports and runs any function a job in Redis "
+                "names; list your job modules in it (or pass %s)",
+                SETTING,
+                OPTION,
+            )
         self._fetch_scope = anyio.CancelScope()
         async with anyio.create_task_group() as recording:
             recording.start_soon(self._finish_loop)
@@ -418,11 +459,12 @@ class Worker:
         queues (dropped ones too), or None while rq's suspend flag is set."""
         now = time.time()
         exec_prefix = uuid.uuid4().hex[:24]
-        args = [self.name, room, repr(now), epoch_ts(now), self.wip_ttl, exec_prefix, BIG_DATA]
+        big = min(BIG_DATA, self.max_job_bytes)  # a payload past the limit is never sent
+        args = [self.name, room, repr(now), epoch_ts(now), self.wip_ttl, exec_prefix, big]
         replies = await _scripts.CLAIM(self.multiplexer, self._queue_keys, [*args, *self.queues])
         if replies == -1:
             return None
-        running = {e.raw_id for e in self._running.values() if not e.ended} if replies else ()
+        held = {e.raw_id: e for e in self._running.values()} if replies else {}
         for claimed in map(Claimed._make, replies):
             raw_id, exec_id, origin = claimed.id, claimed.execution_id, claimed.origin
             if exec_id is None:
@@ -437,22 +479,41 @@ class Worker:
                 job=None,
                 started_at=now,
             )
-            fields = claimed.hash or []
-            if claimed.left_out:
-                execution.unread = fields
-            else:
-                execution.job, problem = read_claimed(raw_id, fields, self.redis)
-                execution.problem = problem or None
+            self._read(execution, claimed)
             self._running[execution.exec_id] = execution
-            if raw_id in running:
+            earlier = held.get(raw_id)
+            if earlier is not None and not earlier.ended:
                 # A sweep took this worker for dead and requeued a job it still runs:
                 # that run goes on, and this second booking is let go unrun.
                 log.warning("job %r came back while it runs here: not run twice", job_id)
                 self._ended_one(ended(execution, Outcome.RELEASE))
                 continue
+            if earlier is not None:
+                # It ended here, and came back before its outcome was recorded (a failover
+                # lost the claim, or a sweep requeued it): decided once that outcome is
+                # recorded (``_follow``).
+                earlier.successor = execution
+                continue
             self._ready.append(execution)
             self._claimed_total += 1
         return len(replies)
+
+    def _read(self, execution: Execution, claimed: Claimed) -> None:
+        """Decode a claimed job, or leave its big payload for ``_read_big_data``, or fail
+        a payload above ``RQ_MAX_JOB_BYTES`` unread."""
+        fields = claimed.hash or []
+        if claimed.size > self.max_job_bytes:
+            execution.problem = (
+                f"the worker did not read this job: its payload is {claimed.size:,} bytes, "
+                f"above RQ_MAX_JOB_BYTES = {self.max_job_bytes:,}"
+            )
+        elif claimed.left_out:
+            execution.unread = fields
+        else:
+            execution.job, problem = read_claimed(
+                execution.raw_id, fields, self.redis, self.allowlist
+            )
+            execution.problem = problem or None
 
     @staticmethod
     def _dropped(raw_id: bytes, why: bytes) -> None:
@@ -547,7 +608,7 @@ class Worker:
             return
         if data is not None:
             fields = [*fields, b"data", data]
-        execution.job, problem = read_claimed(execution.raw_id, fields, self.redis)
+        execution.job, problem = read_claimed(execution.raw_id, fields, self.redis, self.allowlist)
         execution.problem = problem or None
 
     def _ended_one(self, outcome: Ended) -> None:
@@ -559,13 +620,16 @@ class Worker:
         """Call the job in the app context, under its timeout (``Deadline``: a timeout
         fails it with ``JobTimeoutError``). rq's stop-job command and shutdown cancel the
         job's task; ``cancel_reason`` tells them apart. A job's ``sys.exit()`` is its
-        failure."""
+        failure; a function outside the allowlist fails it unrun, never retried."""
         async with app_context(self.app):
             try:
                 with Deadline(execution.timeout):
                     value = await self._call(execution)
             except asyncio.CancelledError:
                 return await self._cancelled(execution)
+            except NotAllowedError as error:
+                log.warning("job %r failed: %s", execution.job_id, error)
+                return ended(execution, Outcome.INVALID, encode_exc_string(str(error)))
             except (Exception, SystemExit) as error:
                 return await self._failed(execution, error)
             return await self._succeeded(execution, value)
@@ -582,16 +646,18 @@ class Worker:
             func_name, args, kwargs = await anyio.to_thread.run_sync(decode_data, data)
         else:
             func_name, args, kwargs = decode_data(data)
-        return await call(import_function(func_name), args, kwargs, self._limiter)
+        func = self.allowlist.resolve(func_name, import_function)
+        return await call(func, args, kwargs, self._limiter)
 
     async def _succeeded(self, execution: Execution, value: Any) -> Ended:
         job = execution.job
         assert job is not None
         if job.success_callback_name:
             try:
-                await run_callback(
-                    job.success_callback_name, job.success_callback_timeout, job, self.redis, value
+                callback = self.allowlist.resolve(
+                    job.success_callback_name, import_function, "success callback"
                 )
+                await run_callback(callback, job.success_callback_timeout, job, self.redis, value)
             except Exception as error:
                 return await self._failed(execution, error)
         return ended(execution, Outcome.FINISHED, encode_return_value(value))
@@ -602,6 +668,7 @@ class Worker:
         if job is not None and job.failure_callback_name:
             await self._run_callback_safely(
                 job,
+                "failure callback",
                 job.failure_callback_name,
                 job.failure_callback_timeout,
                 type(error),
@@ -614,14 +681,17 @@ class Worker:
         job = execution.job
         if job is not None and job.stopped_callback_name:
             await self._run_callback_safely(
-                job, job.stopped_callback_name, job.stopped_callback_timeout
+                job, "stopped callback", job.stopped_callback_name, job.stopped_callback_timeout
             )
         text = "Job stopped by user, work-horse terminated."
         return ended(execution, Outcome.STOPPED, encode_exc_string(text))
 
-    async def _run_callback_safely(self, job: Job, callback: str, seconds: int, *args: Any) -> None:
+    async def _run_callback_safely(
+        self, job: Job, what: str, callback: str, seconds: int, *args: Any
+    ) -> None:
         try:
-            await run_callback(callback, seconds, job, self.redis, *args)
+            func = self.allowlist.resolve(callback, import_function, what)
+            await run_callback(func, seconds, job, self.redis, *args)
         except Exception:
             log.exception("callback %s of job %s failed", callback, job.id)
 
@@ -669,11 +739,39 @@ class Worker:
         )
         for outcome, what in zip(batch, written, strict=True):
             log.debug("job %r: %s", outcome.raw_id, what.decode())
-            self._running.pop(outcome.exec_id, None)
+            execution = self._running.pop(outcome.exec_id, None)
+            if execution is not None and execution.successor is not None:
+                self._follow(outcome, what == b"recorded", execution)
         self.processed += len(batch)
         self._room.set()  # a burst worker waits for outcomes before it looks again
         if not self._running:
             self._idle.set()
+
+    def _follow(self, outcome: Ended, lost: bool, first: Execution) -> None:
+        """Decide a second claim of a job that ended here, now that the first outcome was
+        recorded (``lost``: its booking was not found, so nothing was written).
+
+        Written: the second claim is let go (a retry the outcome asked for is queued
+        anew). Lost with a final outcome (the failover lost the first claim): the second
+        booking records it, and the job does not run again. Lost otherwise (a failure
+        with retries left, a shutdown): the second claim runs, as the retry would.
+        """
+        successor = first.successor
+        assert successor is not None
+        retries_left = first.job.retries_left if first.job is not None else None
+        retryable = outcome.status is Outcome.FAILED and bool(retries_left)
+        if not lost or outcome.status is Outcome.RELEASE:
+            self._ended_one(ended(successor, Outcome.RELEASE))
+        elif outcome.status is Outcome.REQUEUE or retryable:
+            if self.state is WorkerState.STOPPING:
+                self._ended_one(ended(successor, Outcome.REQUEUE))
+            else:
+                self._ready.append(successor)
+                self._claimed_total += 1
+                self._start_ready()
+        else:
+            log.warning("job %r: its first claim was lost; its outcome stands", outcome.raw_id)
+            self._ended_one(ended(successor, outcome.status, outcome.payload))
 
     # -- upkeep --------------------------------------------------------------------------------
 

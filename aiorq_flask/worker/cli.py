@@ -86,6 +86,15 @@ def add_worker_options(parser: argparse.ArgumentParser) -> None:
         "--grace-period", type=float, default=30.0, help="seconds running jobs get at shutdown"
     )
     parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR")
+    parser.add_argument(
+        "--allow-module",
+        action="append",
+        default=[],
+        metavar="PREFIX",
+        help="run only job functions within this module prefix (repeatable; added to "
+        "RQ_WORKER_ALLOWED_MODULES): 'myapp.tasks' allows 'myapp.tasks.send' and "
+        "'myapp.tasks.sub.f', not 'myapp.tasks_evil.f'",
+    )
 
 
 def run_worker(app: Any, options: argparse.Namespace) -> None:
@@ -106,6 +115,7 @@ def run_worker(app: Any, options: argparse.Namespace) -> None:
             prefetch=options.prefetch,
             heartbeat=options.heartbeat,
             grace_period=options.grace_period,
+            allow_modules=options.allow_module,
         )
     except (ConfigError, ValueError) as error:
         fail(str(error))

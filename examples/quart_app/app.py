@@ -24,6 +24,8 @@ ADD_USAGE = 'send JSON like {"a": 2, "b": 3}, optionally with "delay": seconds (
 
 app = Quart(__name__)
 app.config["RQ_CONNECTION"] = os.environ.get("REDIS_URL", "redis://localhost:6379/0")
+# The worker runs only functions of these modules (and @rq.job ones), whatever Redis holds.
+app.config["RQ_WORKER_ALLOWED_MODULES"] = ["examples.quart_app.jobs"]
 rq.init_app(app)
 
 
