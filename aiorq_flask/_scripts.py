@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import enum
 import hashlib
+import re
 from collections.abc import Mapping, Sequence
 from importlib import resources
 from typing import Any, NamedTuple
@@ -83,20 +84,43 @@ def _read(path: str) -> str:
 
 
 def preamble(
-    reply: type[tuple[Any, ...]] | None = None, constants: Mapping[str, Sequence[str]] = {}
+    reply: type[tuple[Any, ...]] | None = None,
+    constants: Mapping[str, Sequence[str]] = {},
+    body: str | None = None,
 ) -> str:
-    """The Lua every script is loaded behind (see the module's docstring), and the lists of
-    names in ``constants`` as Lua tables."""
-    lines = [keys.lua_preamble()]
+    """The Lua a script is loaded behind (see the module's docstring), and the lists of
+    names in ``constants`` as Lua tables. Given the script's ``body``, only the keys and
+    tables it uses: a script runs its preamble at every call (an enqueue per job)."""
+
+    def used(name: str) -> bool:
+        return body is None or re.search(rf"\b{name}\b", body) is not None
+
+    key_names = None if body is None else set(re.findall(r"\bKEY\.(\w+)", body))
+    lines = [keys.lua_preamble(key_names)]
     for name, values in constants.items():
         lines.append(f"local {name} = {{{', '.join(keys.lua_text(v) for v in values)}}}\n")
     for table, members in (("STATUS", JobStatus), ("OUTCOME", Outcome)):
-        items = ", ".join(f"{m.name} = {m.value!r}" for m in members)
-        lines.append(f"local {table} = {{{items}}}\n")
+        if used(table):
+            items = ", ".join(f"{m.name} = {m.value!r}" for m in members)
+            lines.append(f"local {table} = {{{items}}}\n")
     if reply is not None:
         fields = ", ".join(f"reply.{name}" for name in reply._fields)  # type: ignore[attr-defined]
         lines.append(f"local function REPLY(reply) return {{{fields}}} end\n")
     return "".join(lines)
+
+
+def new_job_fields() -> str:
+    """``enqueue.lua``'s ``NEW_JOB(status, at)``: the hash fields of a new job in one table
+    constructor (``at``: where the values of ``CALL_FIELDS`` begin in ARGV), ``AT``, each
+    call field's offset from there, and ``CALL_COUNT``. Rendered from ``prepare.py``'s names."""
+    pairs = ["'status', status"]
+    pairs += [f"{keys.lua_text(n)}, ARGV[at + {i}]" for i, n in enumerate(CALL_FIELDS)]
+    pairs += [f"{keys.lua_text(n)}, ''" for n in EMPTY_FIELDS]
+    offsets = ", ".join(f"{n} = {i}" for i, n in enumerate(CALL_FIELDS))
+    return (
+        f"local AT, CALL_COUNT = {{{offsets}}}, {len(CALL_FIELDS)}\n"
+        f"local function NEW_JOB(status, at) return {{{', '.join(pairs)}}} end\n"
+    )
 
 
 class Script:
@@ -110,10 +134,11 @@ class Script:
         reply: type[tuple[Any, ...]] | None = None,
         libraries: tuple[str, ...] = (),
         constants: Mapping[str, Sequence[str]] = {},
+        extra: str = "",
     ) -> None:
         self.name = name
-        libs = [_read(f"lib/{lib}") for lib in libraries]
-        parts = [preamble(reply, constants), *libs, _read(name)]
+        body = "\n".join([*(_read(f"lib/{lib}") for lib in libraries), _read(name)])
+        parts = [preamble(reply, constants, body), extra, body]
         self.source = "\n".join(parts)
         self.sha = hashlib.sha1(self.source.encode()).hexdigest()
 
@@ -131,7 +156,7 @@ class Script:
         pipe.evalsha(self.sha, len(keys), *keys, *args)
 
 
-ENQUEUE = Script("enqueue", constants={"CALL_FIELDS": CALL_FIELDS, "EMPTY_FIELDS": EMPTY_FIELDS})
+ENQUEUE = Script("enqueue", extra=new_job_fields())
 CLAIM = Script("claim", reply=Claimed)
 FINISH = Script("finish", libraries=("outcomes",))
 HEARTBEAT = Script("heartbeat", reply=Beat, libraries=("outcomes",))

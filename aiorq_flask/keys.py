@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterable
 
 PREFIX = os.environ.get("RQ_KEY_PREFIX", "rq")
 if not re.fullmatch(r"[A-Za-z0-9_.:{}-]+", PREFIX):
@@ -120,10 +121,15 @@ def scheduler(name: str) -> str:
     return _T["scheduler"].format(name)
 
 
-def lua_preamble() -> str:
-    """The Lua ``KEY`` table: each template as a constant or a function of its parts."""
+def lua_preamble(names: Iterable[str] | None = None) -> str:
+    """The Lua ``KEY`` table: each template (of ``names``, or all) as a constant or a
+    function of its parts. A script runs its preamble at every call: it gets only the
+    keys it uses."""
     lines = ["local KEY = {}"]
+    wanted = set(TEMPLATES if names is None else names)
     for name, template in TEMPLATES.items():
+        if name not in wanted:
+            continue
         parts: list[str] = []  # Lua expressions, joined with ..
         params: set[str] = set()
         text = ""  # literal text not yet in parts: the prefix and the template's own

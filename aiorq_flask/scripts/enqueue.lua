@@ -28,29 +28,20 @@ for _, parent in ipairs(parents) do
   end
 end
 
-local fields, call = {'status', status}, {}
-for i, name in ipairs(CALL_FIELDS) do
-  call[name] = ARGV[at + i - 1]
-  fields[#fields + 1] = name
-  fields[#fields + 1] = call[name]
-end
-for _, name in ipairs(EMPTY_FIELDS) do
-  fields[#fields + 1] = name
-  fields[#fields + 1] = ''
-end
+local fields = NEW_JOB(status, at)  -- prepare.py's CALL_FIELDS, then EMPTY_FIELDS
 if ARGV[5] ~= '' then
   fields[#fields + 1] = 'data'
   fields[#fields + 1] = ARGV[5]
 end
 if status == STATUS.QUEUED then
   fields[#fields + 1] = 'enqueued_at'
-  fields[#fields + 1] = call.created_at
+  fields[#fields + 1] = ARGV[at + AT.created_at]
 end
-for i = at + #CALL_FIELDS, #ARGV do
+for i = at + CALL_COUNT, #ARGV do
   fields[#fields + 1] = ARGV[i]
 end
 redis.call('HSET', job, unpack(fields))
-local origin = call.origin
+local origin = ARGV[at + AT.origin]
 
 if ttl ~= '' then
   for _, key in ipairs({job, KEY.dependents(id), KEY.dependencies(id)}) do
