@@ -17,7 +17,6 @@ from __future__ import annotations
 import enum
 import hashlib
 import re
-from collections.abc import Mapping, Sequence
 from importlib import resources
 from typing import Any, NamedTuple
 
@@ -83,22 +82,16 @@ def _read(path: str) -> str:
     return resources.files(__package__).joinpath(f"scripts/{path}.lua").read_text()
 
 
-def preamble(
-    reply: type[tuple[Any, ...]] | None = None,
-    constants: Mapping[str, Sequence[str]] = {},
-    body: str | None = None,
-) -> str:
-    """The Lua a script is loaded behind (see the module's docstring), and the lists of
-    names in ``constants`` as Lua tables. Given the script's ``body``, only the keys and
-    tables it uses: a script runs its preamble at every call (an enqueue per job)."""
+def preamble(reply: type[tuple[Any, ...]] | None = None, body: str | None = None) -> str:
+    """The Lua a script is loaded behind (see the module's docstring). Given the script's
+    ``body``, only the keys and tables it uses: a script runs its preamble at every call
+    (an enqueue per job)."""
 
     def used(name: str) -> bool:
         return body is None or re.search(rf"\b{name}\b", body) is not None
 
     key_names = None if body is None else set(re.findall(r"\bKEY\.(\w+)", body))
     lines = [keys.lua_preamble(key_names)]
-    for name, values in constants.items():
-        lines.append(f"local {name} = {{{', '.join(keys.lua_text(v) for v in values)}}}\n")
     for table, members in (("STATUS", JobStatus), ("OUTCOME", Outcome)):
         if used(table):
             items = ", ".join(f"{m.name} = {m.value!r}" for m in members)
@@ -133,12 +126,11 @@ class Script:
         name: str,
         reply: type[tuple[Any, ...]] | None = None,
         libraries: tuple[str, ...] = (),
-        constants: Mapping[str, Sequence[str]] = {},
         extra: str = "",
     ) -> None:
         self.name = name
         body = "\n".join([*(_read(f"lib/{lib}") for lib in libraries), _read(name)])
-        parts = [preamble(reply, constants, body), extra, body]
+        parts = [preamble(reply, body), extra, body]
         self.source = "\n".join(parts)
         self.sha = hashlib.sha1(self.source.encode()).hexdigest()
 

@@ -115,10 +115,10 @@ def ended(execution: Execution, status: Outcome, payload: str = "") -> Ended:
 
 def read_claimed(
     raw_id: bytes, fields: list[bytes], connection: Redis, allowlist: Allowlist | None = None
-) -> tuple[Job | None, str]:
+) -> tuple[Job | None, str | None]:
     """Decode a claimed job's hash as rq would read it, and check its callbacks against
-    ``allowlist`` (the function is checked before it is imported, in ``_call``);
-    ``(None, why)`` if it cannot be read or must not run."""
+    ``allowlist`` (the function is checked before it is imported, in ``_call``):
+    ``(job, None)``, or ``(None, why)`` if it cannot be read or must not run."""
     job_id = raw_id.decode("utf-8", "backslashreplace")
     try:
         validate_job_id(job_id)
@@ -134,7 +134,7 @@ def read_claimed(
                 allowlist.check(getattr(job, attribute), what)
     except NotAllowedError as error:
         return None, f"the worker did not run this job: {error}"
-    return job, ""
+    return job, None
 
 
 def _allowlist(state: AppState, allow_modules: Sequence[str]) -> Allowlist:
@@ -510,10 +510,9 @@ class Worker:
         elif claimed.left_out:
             execution.unread = fields
         else:
-            execution.job, problem = read_claimed(
+            execution.job, execution.problem = read_claimed(
                 execution.raw_id, fields, self.redis, self.allowlist
             )
-            execution.problem = problem or None
 
     @staticmethod
     def _dropped(raw_id: bytes, why: bytes) -> None:
@@ -608,8 +607,9 @@ class Worker:
             return
         if data is not None:
             fields = [*fields, b"data", data]
-        execution.job, problem = read_claimed(execution.raw_id, fields, self.redis, self.allowlist)
-        execution.problem = problem or None
+        execution.job, execution.problem = read_claimed(
+            execution.raw_id, fields, self.redis, self.allowlist
+        )
 
     def _ended_one(self, outcome: Ended) -> None:
         self._running[outcome.exec_id].ended = True
