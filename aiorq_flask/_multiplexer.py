@@ -19,6 +19,16 @@ connection layer.
 
 Only commands that answer at once belong here: a blocking command (``BLMOVE``,
 ``XREAD BLOCK``) would hold every reply queued behind it.
+
+Behind Sentinel a script call is not done until a replica has it. Replication is
+asynchronous, so a failover can roll back a write its old primary acknowledged: an
+enqueue the caller was told about, or a claim, after which the job would run again. So
+each turn of the loop that wrote scripts on a Sentinel connection ends with one
+``WAIT 1 <ms>``, which answers every script call of that turn (group commit: one WAIT
+however many callers). A write no replica confirmed in time raises ``ConnectionError``
+(it may be gone after a failover: the caller tries again, as after any lost reply) and
+the channel reconnects through Sentinel; then, for a while, writes go unconfirmed, so a
+primary left without replicas costs one failed turn per pause, not a wait per call.
 """
 
 from __future__ import annotations
@@ -26,6 +36,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import dataclasses
+import logging
 import socket
 import ssl
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -42,6 +53,19 @@ from ._redis_errors import error_from_reply
 
 Locate = Callable[[], Awaitable[tuple[str, int]]]
 """Where the primary is now (Sentinel): asked at every connect."""
+
+REPLICA_WAIT_MS = 1000
+"""How long a script call behind Sentinel waits for a replica to have its write. A
+healthy replica answers in well under a millisecond on a LAN; this only runs out when
+none is there, or one is far behind, and the call then fails."""
+UNREPLICATED_PAUSE = 30.0
+"""After a WAIT no replica answered, seconds to write without waiting before trying again."""
+UNCONFIRMED = (
+    f"no replica confirmed the write within {REPLICA_WAIT_MS} ms, so a failover may undo it; "
+    f"writes go on unconfirmed for {UNREPLICATED_PAUSE:g} s"
+)
+
+log = logging.getLogger("aiorq_flask.replication")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -127,6 +151,8 @@ class Multiplexer:
         self._channel: _Channel | None = None
         self._retired: list[_Channel] = []  # still owed replies after a READONLY
         self._opening = asyncio.Lock()
+        self._replicated = locate is not None  # whether script calls wait for a replica
+        self._unreplicated_until = 0.0  # loop time: no WAIT before then (no replica answered)
 
     @classmethod
     def for_client(cls, client: Redis) -> Multiplexer:
@@ -143,7 +169,38 @@ class Multiplexer:
         return await channel.call(packed)
 
     async def evalsha(self, sha: str, numkeys: int, *keys_and_args: Any) -> Any:
-        return await self.execute_command("EVALSHA", sha, numkeys, *keys_and_args)
+        """Run a script; behind Sentinel, return once a replica has its writes too."""
+        if not self._replicated or asyncio.get_running_loop().time() < self._unreplicated_until:
+            return await self.execute_command("EVALSHA", sha, numkeys, *keys_and_args)
+        packed = hiredis.pack_command(("EVALSHA", sha, numkeys, *keys_and_args))
+        channel = self._channel
+        if channel is None or not channel.accepting:
+            channel = await self._open()
+        value, replicas = await channel.call_replicated(
+            packed, REPLICA_WAIT_MS, self._note_replicas
+        )
+        if isinstance(replicas, int) and replicas < 1:
+            raise exceptions.ConnectionError(UNCONFIRMED)
+        return value
+
+    def _note_replicas(self, acked: asyncio.Future[Any]) -> None:
+        """Log a change between writes that replicas confirm and writes none confirms."""
+        if acked.cancelled():
+            return
+        replicas = acked.exception() or acked.result()
+        unreplicated = self._unreplicated_until > 0.0
+        if isinstance(replicas, exceptions.ResponseError):  # WAIT refused: an ACL without it
+            self._replicated = False
+            log.warning("not waiting for replicas: WAIT was refused (%s); add +wait", replicas)
+        elif isinstance(replicas, BaseException):
+            return  # the connection failed: the next call reconnects and tries again
+        elif replicas < 1:
+            self._unreplicated_until = asyncio.get_running_loop().time() + UNREPLICATED_PAUSE
+            if not unreplicated:
+                log.warning("%s", UNCONFIRMED)
+        elif unreplicated:
+            self._unreplicated_until = 0.0
+            log.warning("a replica confirms writes again")
 
     async def script_load(self, source: str) -> Any:
         return await self.execute_command("SCRIPT", "LOAD", source)
@@ -260,15 +317,51 @@ class _Channel(asyncio.Protocol):
         self._lost: asyncio.Future[None] = self._loop.create_future()
         self._parser = hiredis.Reader(replyError=_ErrorReply)
         self._transport: asyncio.Transport
+        self._wait: asyncio.Future[Any] | None = None  # this turn's WAIT, not sent yet
 
     async def call(self, packed: bytes) -> Any:
+        return await (await self._send(packed))
+
+    async def call_replicated(
+        self, packed: bytes, wait_ms: int, noted: Callable[[asyncio.Future[Any]], None]
+    ) -> tuple[Any, Any]:
+        """Send a write; its reply, and how many replicas had it (or the WAIT's error).
+
+        The WAIT that follows goes out at the end of this loop turn, so every write sent
+        in the turn shares it; ``noted`` sees its answer once. No replica had it: the
+        channel takes no new command (the primary may be on its way out).
+        """
+        reply = await self._send(packed)
+        if self._wait is None:
+            self._wait = self._loop.create_future()
+            self._wait.add_done_callback(noted)
+            self._loop.call_soon(self._send_wait, self._wait, wait_ms)
+        acked = self._wait
+        value = await reply
+        try:
+            replicas = await acked
+        except exceptions.RedisError as error:
+            return value, error
+        if replicas < 1:
+            self._retire()
+        return value, replicas
+
+    async def _send(self, packed: bytes) -> asyncio.Future[Any]:
         if self._writable is not None:
             await asyncio.shield(self._writable)
         if not self.accepting:
             raise exceptions.ConnectionError("the connection was lost")
         reply = self._owe()
         self._transport.write(packed)
-        return await reply
+        return reply
+
+    def _send_wait(self, acked: asyncio.Future[Any], wait_ms: int) -> None:
+        if self._wait is acked:
+            self._wait = None
+        if not self.closed:  # else ``_fail`` failed it
+            wait: tuple[Any, ...] = ("WAIT", 1, wait_ms)
+            self._owe(acked)
+            self._transport.write(hiredis.pack_command(wait))
 
     async def handshake(self, commands: Sequence[tuple[Any, ...]]) -> None:
         """Send ``commands`` in one write; raise the first error reply among theirs."""
@@ -283,8 +376,8 @@ class _Channel(asyncio.Protocol):
         self._fail(exceptions.ConnectionError("the connection was closed"))
         await self._lost
 
-    def _owe(self) -> asyncio.Future[Any]:
-        reply: asyncio.Future[Any] = self._loop.create_future()
+    def _owe(self, reply: asyncio.Future[Any] | None = None) -> asyncio.Future[Any]:
+        reply = reply or self._loop.create_future()
         if not self._waiting:
             self._progress = self._loop.time()
         self._waiting.append(reply)
@@ -309,7 +402,7 @@ class _Channel(asyncio.Protocol):
                 if isinstance(value, _ErrorReply):
                     error = error_from_reply(str(value))
                     if isinstance(error, exceptions.ReadOnlyError):
-                        self._retiring, self.accepting = True, False
+                        self._retire()
                     if not reply.done():
                         reply.set_exception(error)
                 elif not reply.done():
@@ -317,7 +410,11 @@ class _Channel(asyncio.Protocol):
         except Exception as error:  # a protocol error: nothing after it can be trusted
             self._fail(error)
         if self._retiring and not self._waiting:
-            self._fail(exceptions.ConnectionError("the server is a read-only replica now"))
+            self._fail(exceptions.ConnectionError("the channel was retired"))
+
+    def _retire(self) -> None:
+        """Take no new command; close once the owed replies are in (``data_received``)."""
+        self._retiring, self.accepting = True, False
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._fail(exc or exceptions.ConnectionError("Connection closed by server."))
@@ -360,6 +457,9 @@ class _Channel(asyncio.Protocol):
         self.resume_writing()
         failure = _as_redis_error(error)
         waiting, self._waiting = self._waiting, collections.deque()
+        if self._wait is not None:
+            waiting.append(self._wait)
+            self._wait = None
         for reply in waiting:
             if not reply.done():
                 reply.set_exception(failure)

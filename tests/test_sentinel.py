@@ -97,6 +97,65 @@ async def test_pools_and_the_script_channel_follow_a_failover(sentinels: Sentine
         assert primary.get("written") == b"through the pool"
 
 
+def wait_calls(client: redis.Redis) -> int:
+    stats: dict[str, Any] = client.info("commandstats")
+    return int(stats.get("cmdstat_wait", {}).get("calls", 0))
+
+
+async def enqueue_concurrently(connection: str, count: int) -> list[str]:
+    """``count`` enqueues at once, after one that opens the script channel (callers that
+    find it opening queue for it, and get through one per loop turn)."""
+    app = Quart(__name__)
+    app.config.update(RQ_CONNECTION=connection, RQ_ASYNC=True)
+    rq = AsyncRQ(app)
+    async with app.app_context():
+        try:
+            await rq.queue.enqueue("tests.tasks.add", 0, 0)
+            calls = (rq.queue.enqueue("tests.tasks.add", n, n) for n in range(count))
+            return [job.id for job in await asyncio.gather(*calls)]
+        finally:
+            await rq.state().pools.aclose()
+
+
+async def test_an_enqueue_returns_once_the_replica_has_the_job(steady: SentinelSetup) -> None:
+    """Group commit: the enqueues sent in one loop turn share one ``WAIT``, and each
+    returns only once the replica has its job, so a failover cannot take it back."""
+    primary_port = steady.primary_port()
+    replica_port = next(node.port for node in steady.nodes if node.port != primary_port)
+    with steady.node(primary_port).client() as primary:
+        before = wait_calls(primary)
+        ids = await enqueue_concurrently(steady.url(db=4), 200)
+        waits = wait_calls(primary) - before
+    with steady.node(replica_port).client(db=4) as replica:
+        assert all(replica.exists(f"rq:job:{job_id}") for job_id in ids)
+    assert 2 <= waits < 10, waits
+
+
+async def test_a_write_no_replica_confirms_fails_then_writes_go_on(
+    sentinels: SentinelSetup,
+) -> None:
+    """With the replica gone, the first write's ``WAIT`` times out: that enqueue raises (a
+    failover could undo it), and the next ones go through without waiting."""
+    primary_port = sentinels.primary_port()
+    app = Quart(__name__)
+    app.config.update(RQ_CONNECTION=sentinels.url(), RQ_ASYNC=True)
+    rq = AsyncRQ(app)
+    with sentinels.node(primary_port).client() as primary:
+        primary.config_set("min-replicas-to-write", 0)  # else it refuses writes at once
+        async with app.app_context():
+            try:
+                await rq.queue.enqueue("tests.tasks.add", 0, 0)  # confirmed
+                next(node for node in sentinels.nodes if node.port != primary_port).kill()
+                before = wait_calls(primary)
+                with pytest.raises(redis.ConnectionError, match="no replica confirmed"):
+                    await rq.queue.enqueue("tests.tasks.add", 1, 1)
+                jobs = [await rq.queue.enqueue("tests.tasks.add", n, n) for n in range(20)]
+            finally:
+                await rq.state().pools.aclose()
+        assert wait_calls(primary) - before == 1
+        assert all(primary.exists(f"rq:job:{job.id}") for job in jobs)
+
+
 # -- a failover under load -------------------------------------------------------------------
 
 
@@ -229,11 +288,9 @@ async def test_a_failover_while_a_worker_drains_and_an_app_enqueues_loses_no_job
     outcomes = {
         token: (status, counts[token]) for token, status in zip(returned, final, strict=True)
     }
-    # An enqueue the old primary acknowledged in the instant before the switch, and never
-    # passed on to its replica, is gone from the new primary with its hash: Redis
-    # replication is asynchronous (min-replicas-to-write narrows that window, only WAIT
-    # would close it). What the worker must never do is lose or rerun a job whose hash
-    # the new primary has.
+    # Replication is asynchronous, but no script call returns before the replica has its
+    # writes (WAIT): an enqueue that returned, or a claim, cannot be rolled back by the
+    # switch. ``unreplicated`` (the job's hash gone from the new primary) would show one.
     unreplicated = {t: o for t, o in outcomes.items() if o[0] is None and o[1] <= 1}
     lost = {t: o for t, o in outcomes.items() if o != ("finished", 1) and t not in unreplicated}
     twice = {token: count for token, count in counts.items() if count > 1}
@@ -247,12 +304,4 @@ async def test_a_failover_while_a_worker_drains_and_an_app_enqueues_loses_no_job
         seconds_to_first_finish=round(seconds, 3),
     )
     report(figures)
-    assert (figures.enqueued, lost) == (JOBS, {}), worker.output()
-    if how == "primary-killed":
-        assert twice == {}, worker.output()
-    else:
-        # SENTINEL FAILOVER: a claim the old primary acknowledged in its last instant and
-        # never replicated is rolled back by the switch, and the job waits on the new
-        # primary's queue again: at least once, as for a worker that died. Seen for one
-        # job in about 1 run of 10; only WAIT after the claim would close it (issue 11).
-        assert len(twice) <= 1 and all(n == 2 for n in twice.values()), worker.output()
+    assert (figures.enqueued, lost, unreplicated, twice) == (JOBS, {}, {}, {}), worker.output()

@@ -22,7 +22,7 @@ from ..redis_server import RedisServer
 
 PREFIX = keys.PREFIX
 SCOPE = (f"~{PREFIX}:*", f"&{PREFIX}:pubsub:*")  # rq's keys, and its worker command channels
-CONNECT = ("+ping", "+select", "+client|setname")  # health checks, ?db=, ?client_name=
+CONNECT = ("+ping", "+select", "+client|setname", "+wait")  # health, ?db=, ?client_name=, Sentinel
 APP_RULES = (
     *SCOPE,
     *("+evalsha", "+script|load", "+multi", "+exec", "+watch", "+unwatch"),
