@@ -36,12 +36,14 @@ from __future__ import annotations
 import asyncio
 import collections
 import dataclasses
+import functools
 import logging
 import socket
 import ssl
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
+import anyio
 import hiredis
 import redis
 from redis import exceptions
@@ -49,6 +51,7 @@ from redis.asyncio import Redis
 from redis.asyncio.connection import ConnectionPool, SSLConnection, UnixDomainSocketConnection
 from redis.asyncio.sentinel import SentinelConnectionPool
 
+from . import _bulk
 from ._redis_errors import error_from_reply
 
 Locate = Callable[[], Awaitable[tuple[str, int]]]
@@ -201,6 +204,32 @@ class Multiplexer:
         elif unreplicated:
             self._unreplicated_until = 0.0
             log.warning("a replica confirms writes again")
+
+    async def transfer(self, commands: Sequence[Sequence[Any]], *, write: bool) -> list[Any]:
+        """Run ``commands`` on a connection of their own, in a thread: for big payloads,
+        which would hold the loop (``_bulk``). Raises the first error reply among theirs.
+        A write behind Sentinel returns once a replica has it, as a script call does."""
+        endpoint = self._endpoint
+        if self._locate is not None:
+            where: tuple[str, int] | str = await self._locate()
+        else:
+            where = endpoint.path or (endpoint.host, endpoint.port)
+        wait = [("WAIT", 1, REPLICA_WAIT_MS)] if write and self._replicated else []
+        exchange = functools.partial(
+            _bulk.exchange,
+            where,
+            endpoint.tls,
+            (endpoint.connect_timeout, endpoint.timeout),
+            await _handshake_commands(endpoint),
+            [*commands, *wait],
+        )
+        replies = await anyio.to_thread.run_sync(exchange)
+        for reply in replies[: len(commands)]:
+            if isinstance(reply, exceptions.RedisError):
+                raise reply
+        if wait and replies[-1] == 0:
+            raise exceptions.ConnectionError(UNCONFIRMED)
+        return replies[: len(commands)]
 
     async def script_load(self, source: str) -> Any:
         return await self.execute_command("SCRIPT", "LOAD", source)

@@ -136,18 +136,34 @@ class Queue:
         """Write one job; return the status written (``deferred`` if a parent waits).
 
         Over the shared multiplexed connection, unless its payload is big: then in a MULTI
-        on a pooled connection of its own, so no other caller waits behind it.
+        on a connection of its own, sent from a thread, so neither this loop nor any other
+        caller waits behind it.
         """
         if len(data.payload) <= BIG_DATA:
             written = await _scripts.ENQUEUE(
                 self.multiplexer, *self.write_args(data, status, where)
             )
         else:
-            async with self.connection.pipeline(transaction=True) as pipe:
-                _scripts.ENQUEUE.load_in(pipe)
-                self._write_in(pipe, data, status, where)
-                written = (await pipe.execute())[-1]
+            written = await self._write_big(data, status, where)
         return JobStatus(written.decode())
+
+    async def _write_big(self, data: EnqueueData, status: JobStatus, where: str | None) -> Any:
+        """The payload's ``HSET`` and the script call, in one MULTI (see ``_bulk``)."""
+        script, (script_keys, args) = _scripts.ENQUEUE, self.write_args(data, status, where)
+        *_, executed = await self.multiplexer.transfer(
+            [
+                ("SCRIPT", "LOAD", script.source),  # so the EVALSHA in the MULTI finds it
+                ("MULTI",),
+                ("HSET", keys.job(data.job_id), "data", data.payload),
+                ("EVALSHA", script.sha, len(script_keys), *script_keys, *args),
+                ("EXEC",),
+            ],
+            write=True,
+        )
+        for reply in executed:
+            if isinstance(reply, Exception):
+                raise reply
+        return executed[-1]
 
     async def _prepare(
         self,

@@ -9,6 +9,10 @@ import time
 from typing import Any
 
 
+def size(data: bytes) -> int:
+    return len(data)
+
+
 def add(a: int, b: int, c: int = 0) -> int:
     return a + b + c
 

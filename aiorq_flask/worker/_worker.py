@@ -587,7 +587,8 @@ class Worker:
 
     async def _read_big_data(self, execution: Execution) -> None:
         """Read the job of a big payload, which ``claim.lua`` leaves out, with a plain
-        ``HGET`` on a pooled connection (no other reply waits behind it there)."""
+        ``HGET`` on a connection of its own, in a thread (``_bulk``): neither this loop's
+        running jobs nor other replies wait behind it."""
         assert execution.unread is not None
         fields, execution.unread = execution.unread, None
         try:
@@ -596,7 +597,8 @@ class Worker:
             execution.problem = f"the worker cannot read this job: {error}"
             return
         try:
-            data: bytes | None = await self.redis.hget(keys.job(execution.job_id), "data")  # type: ignore[assignment]
+            read = ("HGET", keys.job(execution.job_id), "data")
+            data: bytes | None = (await self.multiplexer.transfer([read], write=False))[0]
         except Exception as error:
             if not is_transient(error):
                 raise
