@@ -9,6 +9,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import anyio.from_thread
 import redis.asyncio
 
 from aiorq_flask import Retry, get_current_job
@@ -68,6 +69,15 @@ async def report_progress(url: str, release_key: str) -> str:
     finally:
         await client.aclose()
     return "done"
+
+
+def sync_save_progress() -> str:
+    """A plain function (in a worker thread) saves progress through the worker's loop."""
+    job = get_current_job()
+    assert job is not None, "get_current_job() is None inside a job"
+    job.meta["progress"] = 100
+    anyio.from_thread.run(job.save_meta)
+    return "saved"
 
 
 def count_and_retry(url: str, key: str, **retry: Any) -> Retry:

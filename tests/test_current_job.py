@@ -139,6 +139,17 @@ async def test_progress_saved_inside_a_job_is_seen_from_a_quart_view_while_it_ru
     assert latest_result(sync_redis, job.id).return_value == "done"  # type: ignore[union-attr]
 
 
+async def test_a_plain_function_saves_progress_through_the_workers_loop(
+    quart_rq: AsyncRQ, sync_redis: redis.Redis
+) -> None:
+    job = await quart_rq.queue.enqueue(self_aware_jobs.sync_save_progress)
+
+    await burst(quart_rq.make_worker())
+
+    assert latest_result(sync_redis, job.id).return_value == "saved"  # type: ignore[union-attr]
+    assert RQJob.fetch(job.id, sync_redis, MsgpackSerializer).meta == {"progress": 100}
+
+
 async def test_save_meta_writes_only_meta_which_stock_rq_reads(
     quart_rq: AsyncRQ, sync_redis: redis.Redis
 ) -> None:
