@@ -144,16 +144,19 @@ class _Parents:
     """``depends_on`` read: the parent ids, and rq's ``Dependency`` flags (set by any one
     of them, they apply to all, as in rq)."""
 
-    ids: list[str]
+    ids: tuple[str, ...]
     allow_failure: bool = False
     at_front: bool = False
+
+
+_NO_PARENTS = _Parents(())
 
 
 def _parents(depends_on: Any, allow_failure: bool) -> _Parents:
     """Parents from a job, an id, rq's ``Dependency(jobs, allow_failure,
     enqueue_at_front)``, or a list of these (None: no parents)."""
     if depends_on is None:
-        return _Parents([], allow_failure)
+        return _Parents((), True) if allow_failure else _NO_PARENTS
     items = depends_on if isinstance(depends_on, (list, tuple)) else [depends_on]
     ids: list[str] = []
     at_front = False
@@ -164,7 +167,7 @@ def _parents(depends_on: Any, allow_failure: bool) -> _Parents:
             ids.extend(_parent_id(parent) for parent in item.dependencies)
         else:
             ids.append(_parent_id(item))
-    return _Parents(ids, allow_failure, at_front)
+    return _Parents(tuple(ids), allow_failure, at_front)
 
 
 def _parent_id(parent: Any) -> str:
@@ -250,7 +253,7 @@ def _option_fields(
         fields["retry_intervals"] = json.dumps(retry.intervals)
     if parents.ids:
         fields["dependency_id"] = parents.ids[0]
-        fields["dependency_ids"] = json.dumps(parents.ids)
+        fields["dependency_ids"] = json.dumps(list(parents.ids))
         if parents.allow_failure:
             fields["allow_dependency_failures"] = 1
         if parents.at_front:
@@ -306,9 +309,10 @@ def prepare_job(
     _check_unique(unique, job_id, depends_on)
     parents = _parents(depends_on, allow_dependency_failures)
     fields = _option_fields(meta, ttls, retry, parents)
-    fields.update(
-        _callback_fields(on_success=on_success, on_failure=on_failure, on_stopped=on_stopped)
-    )
+    if on_success is not None or on_failure is not None or on_stopped is not None:
+        fields.update(
+            _callback_fields(on_success=on_success, on_failure=on_failure, on_stopped=on_stopped)
+        )
     return EnqueueData(
         job_id=uuid.uuid4().hex if job_id is None else validate_job_id(job_id),
         func_name=func_name,
@@ -324,7 +328,7 @@ def prepare_job(
         failure_ttl=ttls["failure_ttl"],
         retry=retry,
         meta=meta or {},
-        depends_on=tuple(parents.ids),
+        depends_on=parents.ids,
         allow_dependency_failures=parents.allow_failure,
         fields=fields,
         unique=bool(unique),
