@@ -261,13 +261,14 @@ def _option_fields(
     return fields
 
 
-def _callback_fields(**callbacks: Any) -> dict[str, EncodableT]:
-    """The fields of the ``on_success``/``on_failure``/``on_stopped`` options given."""
+def _callback_fields(on_success: Any, on_failure: Any, on_stopped: Any) -> dict[str, EncodableT]:
+    """The fields of the callback options given."""
     fields: dict[str, EncodableT] = {}
-    for option, value in callbacks.items():
-        callback = _callback(option, value)
+    if on_success is None and on_failure is None and on_stopped is None:
+        return fields
+    for kind, value in (("success", on_success), ("failure", on_failure), ("stopped", on_stopped)):
+        callback = _callback(f"on_{kind}", value)
         if callback is not None:
-            kind = option.removeprefix("on_")
             fields[f"{kind}_callback_name"], fields[f"{kind}_callback_timeout"] = callback
     return fields
 
@@ -309,10 +310,7 @@ def prepare_job(
     _check_unique(unique, job_id, depends_on)
     parents = _parents(depends_on, allow_dependency_failures)
     fields = _option_fields(meta, ttls, retry, parents)
-    if on_success is not None or on_failure is not None or on_stopped is not None:
-        fields.update(
-            _callback_fields(on_success=on_success, on_failure=on_failure, on_stopped=on_stopped)
-        )
+    fields.update(_callback_fields(on_success, on_failure, on_stopped))
     return EnqueueData(
         job_id=uuid.uuid4().hex if job_id is None else validate_job_id(job_id),
         func_name=func_name,
