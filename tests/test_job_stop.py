@@ -11,13 +11,21 @@ from . import tasks
 from .apps.worker_support import async_wait_until, latest_result, serving, status
 
 
+def subscribed(client: redis.Redis, worker_name: str) -> bool:
+    """Whether the worker listens for rq's commands yet (it subscribes as it starts)."""
+    channel = f"rq:pubsub:{worker_name}"
+    return bool(dict(client.pubsub_numsub(channel)).get(channel.encode()))
+
+
 async def test_stop_ends_a_running_job_stopped_and_says_a_worker_took_it(
     quart_rq: AsyncRQ, sync_redis: redis.Redis
 ) -> None:
     job = await quart_rq.queue.enqueue(tasks.async_sleep, 60)
+    worker = quart_rq.make_worker(grace_period=1)
 
-    async with serving(quart_rq.make_worker(), sync_redis):
+    async with serving(worker, sync_redis):
         await async_wait_until(lambda: status(sync_redis, job.id) == "started")
+        await async_wait_until(lambda: subscribed(sync_redis, worker.name), what="subscription")
         taken = await job.stop()
         await async_wait_until(lambda: status(sync_redis, job.id) == "stopped")
 
