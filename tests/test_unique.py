@@ -16,6 +16,7 @@ from aiorq_flask import AsyncRQ, DuplicateJobError, JobStatus, MsgpackSerializer
 from aiorq_flask.payload import BIG_DATA
 
 from . import job_funcs, tasks
+from .test_enqueue import command_calls, commands_sent
 
 
 @pytest.fixture
@@ -36,6 +37,20 @@ async def test_100_concurrent_unique_enqueues_of_one_id_write_one_job(
     assert (len(written), len(refused)) == (1, 99)
     assert sync_redis.lrange("rq:queue:default", 0, -1) == [b"once"]
     assert written[0].args == RQJob.fetch("once", sync_redis, MsgpackSerializer).args
+
+
+async def test_a_unique_enqueue_is_one_script_call_and_a_duplicate_writes_nothing(
+    queue: Queue, sync_redis: redis.Redis
+) -> None:
+    await queue.enqueue(tasks.add, 0, 0)  # open the connection, load the script
+    before = command_calls(sync_redis)
+
+    await queue.enqueue(tasks.add, 1, 2, job_id="x", unique=True)
+    with pytest.raises(DuplicateJobError):
+        await queue.enqueue(tasks.add, 1, 2, job_id="x", unique=True)
+
+    sent = commands_sent(before, command_calls(sync_redis))
+    assert sent == {"evalsha": 2, "exists": 2, "hset": 1, "sadd": 1, "rpush": 1}
 
 
 async def test_a_duplicate_changes_nothing_in_redis(queue: Queue, sync_redis: redis.Redis) -> None:
