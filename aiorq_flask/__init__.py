@@ -5,10 +5,12 @@ see and run them; ``python -m aiorq_flask.worker`` runs them on an asyncio worke
 """
 
 from ._extension import AsyncRQ
+from .current import get_current_job
 from .decorator import JobWrapper
 from .errors import (
     ConfigError,
     DeserializationError,
+    DuplicateJobError,
     InvalidJobError,
     InvalidJobOperation,
     JobTimeoutError,
@@ -35,6 +37,7 @@ __all__ = [
     "ConfigError",
     "DeferredJobRegistry",
     "DeserializationError",
+    "DuplicateJobError",
     "EnqueueData",
     "FailedJobRegistry",
     "FinishedJobRegistry",
@@ -54,4 +57,5 @@ __all__ = [
     "ScheduledJobRegistry",
     "SerializationError",
     "StartedJobRegistry",
+    "get_current_job",
 ]

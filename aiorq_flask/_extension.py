@@ -24,10 +24,18 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 
-def _is_eager(plan: Plan, app: Any) -> bool:
-    if plan.is_async is None:
-        return bool(app.testing)
-    return not plan.is_async
+def _eagerness(plan: Plan, app: Any) -> bool | Callable[[], bool]:
+    """``RQ_ASYNC`` as a queue's ``eager``: fixed when set; unset, the app's ``testing``
+    at each enqueue (test fixtures usually set it after ``init_app``)."""
+    if plan.is_async is not None:
+        return not plan.is_async
+    app_ref = weakref.ref(app)
+
+    def testing() -> bool:
+        current = app_ref()
+        return bool(current is not None and current.testing)
+
+    return testing
 
 
 def _current_app() -> Any:
@@ -58,7 +66,7 @@ class AsyncRQ:
             raise RuntimeError(f"app {app.name!r} already has an AsyncRQ extension registered")
         plan = plan_from_config(app.config)
         pools = ConnectionPools(plan.connections, plan.client_class)
-        eager = _is_eager(plan, app)
+        eager = _eagerness(plan, app)
         queues = {
             name: Queue(
                 name,

@@ -49,6 +49,7 @@ class Outcome(str, enum.Enum):
     INVALID = "invalid"  # the worker cannot read the job: failed, never retried
     REQUEUE = "requeue"  # worker shutdown: back to the front of its queue
     RELEASE = "release"  # a second claim of a job the worker runs already: unbooked
+    RETRY = "retry"  # the job returned a Retry (rq 3.0): runs again, or fails past its max
 
 
 class Claimed(NamedTuple):

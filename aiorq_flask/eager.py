@@ -4,7 +4,8 @@ The job is awaited on the caller's loop (a plain function in a thread, so the lo
 blocks) under the same timeout as on a worker, and its outcome is recorded through the
 same path as a worker's: the job hash, its status and the results stream end as a worker
 would leave them. A failing job does not raise at the call site; its result records the
-failure. Retries are a worker's business: an eager job runs once.
+failure. Retries are a worker's business: an eager job runs once. Inside it,
+``get_current_job()`` is its handle, as on a worker.
 """
 
 from __future__ import annotations
@@ -15,15 +16,18 @@ import uuid
 
 from ._multiplexer import Multiplexer
 from ._scripts import Outcome
+from .current import running
 from .execution import (
     Deadline,
     call,
     encode_exc_string,
+    encode_retry,
     encode_return_value,
     format_exception,
     import_function,
+    is_retry,
 )
-from .job import DEFAULT_FAILURE_TTL, DEFAULT_RESULT_TTL, now_ts
+from .job import DEFAULT_FAILURE_TTL, DEFAULT_RESULT_TTL, Job, now_ts
 from .outcomes import Ended, record
 from .prepare import EnqueueData
 
@@ -37,16 +41,22 @@ def as_started(data: EnqueueData) -> EnqueueData:
     )
 
 
-async def run_eagerly(data: EnqueueData, multiplexer: Multiplexer, origin: str) -> str:
-    """Run the job ``data`` (written as started) and record its outcome; return its status."""
+async def run_eagerly(data: EnqueueData, multiplexer: Multiplexer, job: Job) -> str:
+    """Run the job ``data`` (written as started; ``job`` is its handle, the current job
+    while it runs) and record its outcome; return its status. A returned ``Retry`` ends
+    it failed, as one past its ``max`` does on a worker."""
     started = time.time()
     try:
         func = import_function(data.func_name)
-        with Deadline(data.timeout):
+        with Deadline(data.timeout), running(job):
             value = await call(func, data.args, data.kwargs)
-        status, payload = Outcome.FINISHED, encode_return_value(value)
+        if is_retry(value):
+            status, payload = Outcome.RETRY, encode_retry(value, most=0)
+        else:
+            status, payload = Outcome.FINISHED, encode_return_value(value)
     except Exception as error:
         status, payload = Outcome.FAILED, encode_exc_string(format_exception(error))
-    ended = Ended(data.job_id.encode(), uuid.uuid4().hex, origin.encode(), status, payload, started)
+    origin = job.origin.encode()
+    ended = Ended(data.job_id.encode(), uuid.uuid4().hex, origin, status, payload, started)
     await record(multiplexer, "", [ended], DEFAULT_RESULT_TTL, DEFAULT_FAILURE_TTL)
     return status.value

@@ -31,5 +31,9 @@ class InvalidJobOperation(RuntimeError):
     """The job is in a state that does not allow the operation (e.g. cancel twice)."""
 
 
+class DuplicateJobError(InvalidJobOperation):
+    """``unique=True`` and a job with that id exists already; nothing was written."""
+
+
 class JobTimeoutError(TimeoutError):
     """A job ran longer than its ``job_timeout``; recorded as the job's failure."""

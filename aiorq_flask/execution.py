@@ -11,6 +11,7 @@ import base64
 import functools
 import importlib
 import inspect
+import json
 import traceback
 import zlib
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
@@ -20,6 +21,7 @@ from typing import Any
 import anyio
 
 from .errors import InvalidJobError, JobTimeoutError, SerializationError
+from .job import Retry
 from .serializer import MsgpackSerializer
 
 UNSERIALIZABLE = "Unserializable return value"
@@ -147,6 +149,27 @@ def encode_return_value(value: Any) -> str:
     except SerializationError:
         packed = MsgpackSerializer.dumps(UNSERIALIZABLE)
     return base64.b64encode(packed).decode()
+
+
+def is_retry(value: Any) -> bool:
+    """Whether a job returned a ``Retry``: ours, or rq's (``rq.Retry``)."""
+    kind = type(value)
+    return isinstance(value, Retry) or (
+        kind.__name__ == "Retry" and kind.__module__.split(".")[0] == "rq"
+    )
+
+
+def encode_retry(value: Any, most: int | None = None) -> str:
+    """A returned ``Retry`` as ``finish.lua``'s ``OUTCOME.RETRY`` takes it: JSON of its
+    ``max`` (or ``most``), intervals, ``enqueue_at_front`` and the result's return value
+    (msgpack cannot encode a Retry: rq records the same placeholder)."""
+    spec = {
+        "max": int(value.max) if most is None else most,
+        "intervals": [float(i) for i in value.intervals],
+        "at_front": bool(getattr(value, "enqueue_at_front", False)),
+        "value": encode_return_value(value),
+    }
+    return json.dumps(spec)
 
 
 def encode_exc_string(text: str) -> str:

@@ -11,6 +11,7 @@ import base64
 import enum
 import json
 import math
+import random
 import re
 import sys
 import time
@@ -71,18 +72,46 @@ class ResultType(enum.IntEnum):
 @dataclass(frozen=True)
 class Retry:
     """Retry a raising job up to ``max`` times, waiting ``interval`` seconds (or the
-    n-th of a list of intervals) before each new attempt."""
+    n-th of a list of intervals) before each new attempt. A job may also return one,
+    as in rq 3.0: it runs again, up to ``max`` more times."""
 
     max: int
-    interval: int | Sequence[int] = 0
+    interval: float | Sequence[float] = 0
 
     def __post_init__(self) -> None:
         if self.max < 1:
             raise InvalidJobError(f"Retry(max={self.max!r}): max must be at least 1")
+        if any(i < 0 for i in self.intervals):
+            raise InvalidJobError(f"Retry(interval={self.interval!r}): a wait must not be negative")
 
     @property
-    def intervals(self) -> list[int]:
-        return [self.interval] if isinstance(self.interval, int) else list(self.interval)
+    def intervals(self) -> list[float]:
+        interval = self.interval
+        return [interval] if isinstance(interval, (int, float)) else list(interval)
+
+    @classmethod
+    def backoff(
+        cls,
+        max: int,
+        base: float = 1,
+        factor: float = 2,
+        cap: float = 300,
+        jitter: bool = True,
+    ) -> Retry:
+        """Exponential backoff: the n-th wait (from 0) is ``min(cap, base * factor**n)``
+        seconds; with ``jitter``, a random point of its upper half, so workers that failed
+        together do not all come back together, and (with ``factor >= 2``) a wait is never
+        shorter than the one before it. Drawn now and stored as plain ``retry_intervals``,
+        so stock rq reads them."""
+        if base <= 0 or factor < 1 or cap <= 0:
+            raise InvalidJobError(
+                f"Retry.backoff(base={base!r}, factor={factor!r}, cap={cap!r}): base and cap "
+                "must be positive and factor at least 1"
+            )
+        waits = [min(cap, base * factor**n) for n in range(max)]
+        if jitter:
+            waits = [random.uniform(wait / 2, wait) for wait in waits]
+        return cls(max, [round(wait, 3) for wait in waits])
 
 
 @dataclass(frozen=True)
@@ -197,7 +226,8 @@ class Job:
     failure_ttl: int | None = None
     ttl: int | None = None
     retries_left: int | None = None
-    retry_intervals: list[int] = field(default_factory=list)
+    retry_intervals: list[float] = field(default_factory=list)
+    number_of_retries: int | None = None  # how often it returned a Retry
     enqueue_at_front_on_retry: bool = False
     meta: dict[str, Any] = field(default_factory=dict)
     dependency_ids: list[str] = field(default_factory=list)
@@ -317,7 +347,21 @@ class Job:
         return result.return_value if result and result.type is ResultType.SUCCESSFUL else None
 
     async def save_meta(self) -> None:
+        """Write ``meta`` (only that field, as rq does), e.g. a running job's progress:
+        ``job = get_current_job(); job.meta["progress"] = 50; await job.save_meta()``."""
         await self.connection.hset(self.key, "meta", MsgpackSerializer.dumps(self.meta))
+
+    async def stop(self) -> bool:
+        """Ask the worker running this job to stop it, with rq's ``stop-job`` command
+        (stock rq workers obey it too; the job ends ``stopped``). Returns whether a worker
+        took the command: False when the job is not running or its worker is gone."""
+        raw: list[bytes | None] = await self.connection.hmget(self.key, ["status", "worker_name"])  # type: ignore[assignment]
+        status, worker_name = raw
+        if status != JobStatus.STARTED.value.encode() or not worker_name:
+            return False
+        command = json.dumps({"command": "stop-job", "job_id": self.id})
+        channel = keys.pubsub(worker_name.decode("utf-8", "backslashreplace"))
+        return int(await self.connection.publish(channel, command)) > 0
 
     async def delete(self) -> None:
         """Remove the job and all it has in Redis: its hash, results and executions, and
@@ -417,12 +461,12 @@ def _clip(raw: bytes) -> bytes:
     return raw if len(raw) <= 60 else raw[:60] + b"..."
 
 
-def _int_list(raw: bytes) -> list[int]:
+def _number_list(raw: bytes) -> list[float]:
     value = json.loads(raw)
     if not isinstance(value, list) or not all(
-        isinstance(i, int) and not isinstance(i, bool) for i in value
+        isinstance(i, (int, float)) and not isinstance(i, bool) for i in value
     ):
-        raise ValueError("not a JSON list of whole seconds")
+        raise ValueError("not a JSON list of seconds")
     return value
 
 
@@ -464,7 +508,8 @@ _FIELD_RULES: dict[bytes, tuple[str, _Parse]] = {
     b"failure_ttl": ("failure_ttl", int),
     b"ttl": ("ttl", int),
     b"retries_left": ("retries_left", int),
-    b"retry_intervals": ("retry_intervals", _int_list),
+    b"retry_intervals": ("retry_intervals", _number_list),
+    b"number_of_retries": ("number_of_retries", int),
     b"enqueue_at_front_on_retry": ("enqueue_at_front_on_retry", _flag),
     b"meta": ("meta", lambda raw: _decode_meta(raw)),
     b"dependency_ids": ("dependency_ids", _str_list),

@@ -23,7 +23,6 @@ from .job import (
     DEFAULT_CALLBACK_TIMEOUT,
     DEFAULT_TIMEOUT,
     DURATION_UNITS,
-    Job,
     JobStatus,
     Retry,
     format_ts,
@@ -63,6 +62,7 @@ ENQUEUE_OPTIONS = frozenset(
         "on_success",
         "on_failure",
         "on_stopped",
+        "unique",
     }
 )
 
@@ -115,19 +115,64 @@ def _seconds(name: str, value: Any, allow_none_as: int | None = None) -> int | N
 
 
 def _callback(name: str, value: Any) -> tuple[str, int] | None:
-    """A callback option: a function, its dotted path, or ``(function, timeout)``."""
+    """A callback option: a function, its dotted path, ``(function, timeout)`` or rq's
+    ``Callback(func, timeout)``."""
     if value is None:
         return None
-    func, timeout = value if isinstance(value, tuple) else (value, DEFAULT_CALLBACK_TIMEOUT)
+    if isinstance(value, tuple):
+        func, timeout = value
+    elif _is_rq_callback(value):
+        func, timeout = value.func, value.timeout
+    else:
+        func, timeout = value, DEFAULT_CALLBACK_TIMEOUT
     try:
         return function_path(func), int(timeout)
     except InvalidJobError as error:
         raise InvalidJobError(f"{name}: {error}") from None
 
 
-def _dependency_ids(depends_on: Any) -> list[str]:
+def _is_rq_callback(value: Any) -> bool:
+    return not callable(value) and hasattr(value, "func") and hasattr(value, "timeout")
+
+
+def _is_rq_dependency(value: Any) -> bool:
+    return hasattr(value, "dependencies") and hasattr(value, "allow_failure")
+
+
+@dataclass(frozen=True)
+class _Parents:
+    """``depends_on`` read: the parent ids, and rq's ``Dependency`` flags (set by any one
+    of them, they apply to all, as in rq)."""
+
+    ids: tuple[str, ...]
+    allow_failure: bool = False
+    at_front: bool = False
+
+
+_NO_PARENTS = _Parents(())
+
+
+def _parents(depends_on: Any, allow_failure: bool) -> _Parents:
+    """Parents from a job, an id, rq's ``Dependency(jobs, allow_failure,
+    enqueue_at_front)``, or a list of these (None: no parents)."""
+    if depends_on is None:
+        return _Parents((), True) if allow_failure else _NO_PARENTS
     items = depends_on if isinstance(depends_on, (list, tuple)) else [depends_on]
-    return [validate_job_id(d.id if isinstance(d, Job) else d) for d in items]
+    ids: list[str] = []
+    at_front = False
+    for item in items:
+        if _is_rq_dependency(item):
+            allow_failure = allow_failure or bool(item.allow_failure)
+            at_front = at_front or bool(getattr(item, "enqueue_at_front", False))
+            ids.extend(_parent_id(parent) for parent in item.dependencies)
+        else:
+            ids.append(_parent_id(item))
+    return _Parents(tuple(ids), allow_failure, at_front)
+
+
+def _parent_id(parent: Any) -> str:
+    """A parent's id, from an id or from a job handle (ours or rq's)."""
+    return validate_job_id(parent if isinstance(parent, str) else getattr(parent, "id", parent))
 
 
 @dataclass(frozen=True)
@@ -151,6 +196,14 @@ class EnqueueData:
     depends_on: tuple[str, ...]
     allow_dependency_failures: bool
     fields: dict[str, EncodableT]  # the hash fields a job has only when an option is set
+    unique: bool = False  # written only if no job hash has its id (enqueue.lua checks)
+
+    @property
+    def data_beside(self) -> bool:
+        """Whether ``data`` is written by a plain ``HSET`` beside the script call (a big
+        payload), not by the script. Never for a unique job: the hash would exist before
+        the script checks that it does not."""
+        return len(self.payload) > BIG_DATA and not self.unique
 
     def script_args(self, origin: str, status: JobStatus, where: str) -> list[EncodableT]:
         """``enqueue.lua``'s arguments for writing this job with ``status`` (which the
@@ -170,7 +223,7 @@ class EnqueueData:
             status.value,
             where,
             "" if self.ttl is None else self.ttl,
-            b"" if len(self.payload) > BIG_DATA else self.payload,  # big: written beside
+            b"" if self.data_beside else self.payload,
             len(self.depends_on),
             *self._parents(),
             *(values[name] for name in CALL_FIELDS),
@@ -188,8 +241,7 @@ def _option_fields(
     meta: Mapping[str, Any] | None,
     ttls: Mapping[str, int | None],
     retry: Retry | None,
-    dependency_ids: list[str],
-    allow_dependency_failures: bool,
+    parents: _Parents,
 ) -> dict[str, EncodableT]:
     """The hash fields a job has only when an option is set (spec §3)."""
     fields: dict[str, EncodableT] = {}
@@ -199,11 +251,25 @@ def _option_fields(
     if retry is not None:
         fields["retries_left"] = retry.max
         fields["retry_intervals"] = json.dumps(retry.intervals)
-    if dependency_ids:
-        fields["dependency_id"] = dependency_ids[0]
-        fields["dependency_ids"] = json.dumps(dependency_ids)
-        if allow_dependency_failures:
+    if parents.ids:
+        fields["dependency_id"] = parents.ids[0]
+        fields["dependency_ids"] = json.dumps(list(parents.ids))
+        if parents.allow_failure:
             fields["allow_dependency_failures"] = 1
+        if parents.at_front:
+            fields["enqueue_at_front"] = 1  # rq's Dependency(enqueue_at_front=True)
+    return fields
+
+
+def _callback_fields(on_success: Any, on_failure: Any, on_stopped: Any) -> dict[str, EncodableT]:
+    """The fields of the callback options given."""
+    fields: dict[str, EncodableT] = {}
+    if on_success is None and on_failure is None and on_stopped is None:
+        return fields
+    for kind, value in (("success", on_success), ("failure", on_failure), ("stopped", on_stopped)):
+        callback = _callback(f"on_{kind}", value)
+        if callback is not None:
+            fields[f"{kind}_callback_name"], fields[f"{kind}_callback_timeout"] = callback
     return fields
 
 
@@ -226,11 +292,13 @@ def prepare_job(
     on_success: Any = None,
     on_failure: Any = None,
     on_stopped: Any = None,
+    unique: bool = False,
 ) -> EnqueueData:
     """Validate and encode one job without touching Redis.
 
-    Raises ``InvalidJobError`` (bad id, function or option) or ``SerializationError``
-    (naming the argument that msgpack cannot encode).
+    Raises ``InvalidJobError`` (bad id, function or option; ``unique=True`` without a
+    ``job_id`` or with ``depends_on``, as rq does) or ``SerializationError`` (naming the
+    argument that msgpack cannot encode).
     """
     func_name = function_path(func)
     args = tuple(args or ())
@@ -239,13 +307,10 @@ def prepare_job(
     assert timeout is not None
     given = {"result_ttl": result_ttl, "failure_ttl": failure_ttl, "ttl": ttl}
     ttls = {name: _seconds(name, value) for name, value in given.items()}
-    dependency_ids = _dependency_ids(depends_on) if depends_on is not None else []
-    fields = _option_fields(meta, ttls, retry, dependency_ids, allow_dependency_failures)
-    callbacks = {"success": on_success, "failure": on_failure, "stopped": on_stopped}
-    for kind, value in callbacks.items():
-        callback = _callback(f"on_{kind}", value)
-        if callback is not None:
-            fields[f"{kind}_callback_name"], fields[f"{kind}_callback_timeout"] = callback
+    _check_unique(unique, job_id, depends_on)
+    parents = _parents(depends_on, allow_dependency_failures)
+    fields = _option_fields(meta, ttls, retry, parents)
+    fields.update(_callback_fields(on_success, on_failure, on_stopped))
     return EnqueueData(
         job_id=uuid.uuid4().hex if job_id is None else validate_job_id(job_id),
         func_name=func_name,
@@ -261,7 +326,15 @@ def prepare_job(
         failure_ttl=ttls["failure_ttl"],
         retry=retry,
         meta=meta or {},
-        depends_on=tuple(dependency_ids),
-        allow_dependency_failures=allow_dependency_failures,
+        depends_on=parents.ids,
+        allow_dependency_failures=parents.allow_failure,
         fields=fields,
+        unique=bool(unique),
     )
+
+
+def _check_unique(unique: bool, job_id: str | None, depends_on: Any) -> None:
+    if unique and job_id is None:
+        raise InvalidJobError("unique=True needs a job_id: it is the id that must be unique")
+    if unique and depends_on is not None:
+        raise InvalidJobError("unique=True is not supported with depends_on (as in rq)")

@@ -23,7 +23,7 @@ from . import _scripts, keys
 from ._config import DEFAULT_MAX_JOB_BYTES
 from ._multiplexer import Multiplexer
 from .eager import as_started, run_eagerly
-from .errors import InvalidJobError, NoSuchJobError
+from .errors import DuplicateJobError, InvalidJobError, NoSuchJobError
 from .job import Job, JobStatus
 from .payload import BIG_DATA, looks_big
 from .prepare import ENQUEUE_OPTIONS, EnqueueData, prepare_job
@@ -49,18 +49,29 @@ class Queue:
         connection_name: str,
         pools: ConnectionPools,
         *,
-        eager: bool = False,
+        eager: bool | Callable[[], bool] = False,
         max_job_bytes: int = DEFAULT_MAX_JOB_BYTES,
     ) -> None:
         self.name = name
         self.key = keys.queue(name)
         self.connection_name = connection_name
-        self.eager = eager
+        self._eager = eager
         self.max_job_bytes = max_job_bytes  # RQ_MAX_JOB_BYTES
         self._pools = pools
 
     def __repr__(self) -> str:
         return f"<Queue {self.name!r} on connection {self.connection_name!r}>"
+
+    @property
+    def eager(self) -> bool:
+        """Whether an enqueue runs the job at once, asked at each call: given as a function
+        (``RQ_ASYNC`` unset: the app's ``testing``, read when the job is enqueued)."""
+        eager = self._eager
+        return eager() if callable(eager) else eager
+
+    @eager.setter
+    def eager(self, eager: bool | Callable[[], bool]) -> None:
+        self._eager = eager
 
     @property
     def connection(self) -> Redis:
@@ -119,6 +130,8 @@ class Queue:
         the back (at the front with ``at_front``) unless ``where`` says otherwise."""
         if where is None:
             where = ("L" if data.at_front else "R") if status is JobStatus.QUEUED else ""
+        if data.unique:  # the script writes nothing if this key exists
+            return [self.key, keys.job(data.job_id)], data.script_args(self.name, status, where)
         return [self.key], data.script_args(self.name, status, where)
 
     def _write_in(
@@ -126,7 +139,7 @@ class Queue:
     ) -> None:
         """Queue ``data``'s write in a MULTI: its script call, and before it, in the same
         atomic step, a big payload's plain ``HSET`` (see ``payload.BIG_DATA``)."""
-        if len(data.payload) > BIG_DATA:
+        if data.data_beside:
             pipe.hset(keys.job(data.job_id), "data", data.payload)
         _scripts.ENQUEUE.call_in(pipe, *self.write_args(data, status, where))
 
@@ -134,6 +147,7 @@ class Queue:
         self, data: EnqueueData, status: JobStatus = JobStatus.QUEUED, where: str | None = None
     ) -> JobStatus:
         """Write one job; return the status written (``deferred`` if a parent waits).
+        Raises ``DuplicateJobError`` when ``data.unique`` and its id exists.
 
         Over the shared multiplexed connection, unless its payload is big: then in a MULTI
         on a connection of its own, sent from a thread, so neither this loop nor any other
@@ -145,16 +159,22 @@ class Queue:
             )
         else:
             written = await self._write_big(data, status, where)
+        if written is None:
+            raise DuplicateJobError(
+                f"job {data.job_id!r} exists already (unique=True): nothing was written"
+            )
         return JobStatus(written.decode())
 
     async def _write_big(self, data: EnqueueData, status: JobStatus, where: str | None) -> Any:
-        """The payload's ``HSET`` and the script call, in one MULTI (see ``_bulk``)."""
+        """The payload's ``HSET`` (unless the script writes it: ``data_beside``) and the
+        script call, in one MULTI (see ``_bulk``)."""
         script, (script_keys, args) = _scripts.ENQUEUE, self.write_args(data, status, where)
+        beside = [("HSET", keys.job(data.job_id), "data", data.payload)] if data.data_beside else []
         *_, executed = await self.multiplexer.transfer(
             [
                 ("SCRIPT", "LOAD", script.source),  # so the EVALSHA in the MULTI finds it
                 ("MULTI",),
-                ("HSET", keys.job(data.job_id), "data", data.payload),
+                *beside,
                 ("EVALSHA", script.sha, len(script_keys), *script_keys, *args),
                 ("EXEC",),
             ],
@@ -193,6 +213,11 @@ class Queue:
         jobs = list(jobs)
         for data in jobs:
             self._check_size(data)
+            if data.unique:
+                raise InvalidJobError(
+                    f"job {data.job_id!r}: unique=True is for enqueue, enqueue_call, "
+                    "enqueue_at and enqueue_in, not enqueue_many; nothing was written"
+                )
         if self.eager:
             return [await self._run_eagerly(data) for data in jobs]
         connection = self.connection
@@ -216,7 +241,9 @@ class Queue:
     ) -> Job:
         """Enqueue ``func(*args, **kwargs)`` with rq's options (``job_id``, ``job_timeout``,
         ``result_ttl``, ``ttl``, ``failure_ttl``, ``description``, ``meta``, ``at_front``,
-        ``depends_on``, ``retry``, ``on_success``, ``on_failure``, ``on_stopped``)."""
+        ``depends_on``, ``retry``, ``on_success``, ``on_failure``, ``on_stopped``, and
+        ``unique``: with a ``job_id``, raise ``DuplicateJobError`` and write nothing if a
+        job with that id exists, checked in the same atomic step as the write)."""
         unknown = set(options) - ENQUEUE_OPTIONS - {"allow_dependency_failures"}
         if unknown:
             raise TypeError(f"unknown enqueue option(s): {', '.join(sorted(unknown))}")
@@ -259,7 +286,8 @@ class Queue:
     async def _run_eagerly(self, data: EnqueueData) -> Job:
         data = as_started(data)
         await self._write(data, JobStatus.STARTED)
-        status = await run_eagerly(data, self.multiplexer, self.name)
+        job = self._job(data, self.connection, JobStatus.STARTED)
+        status = await run_eagerly(data, self.multiplexer, job)
         try:
             return await Job.fetch(data.job_id, self.connection)
         except NoSuchJobError:  # result_ttl=0: the finished job was deleted, as a worker does

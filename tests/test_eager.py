@@ -260,6 +260,19 @@ async def test_unset_rq_async_outside_testing_queues_jobs(
         assert sync_redis.lrange("rq:queue:default", 0, -1) == [job.id.encode()]
 
 
+async def test_unset_rq_async_follows_app_testing_at_each_enqueue(
+    make_quart_app: Callable[..., Quart],
+) -> None:
+    async with registered(unset_async_app(make_quart_app, testing=False)) as rq:
+        app = rq.state().app
+        app.testing = True  # as a test fixture does, after init_app
+        ran = await rq.queue.enqueue(tasks.add, 1, 2)
+        app.testing = False
+        waits = await rq.queue.enqueue(tasks.add, 1, 2)
+
+        assert (ran.status, waits.status) == (JobStatus.FINISHED, JobStatus.QUEUED)
+
+
 async def test_rq_async_true_queues_jobs_even_in_a_testing_app(
     make_quart_app: Callable[..., Quart],
 ) -> None:

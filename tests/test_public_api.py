@@ -13,6 +13,7 @@ def test_package_exports_exactly_the_public_names() -> None:
         "ConfigError",
         "DeferredJobRegistry",
         "DeserializationError",
+        "DuplicateJobError",
         "EnqueueData",
         "FailedJobRegistry",
         "FinishedJobRegistry",
@@ -32,6 +33,7 @@ def test_package_exports_exactly_the_public_names() -> None:
         "ScheduledJobRegistry",
         "SerializationError",
         "StartedJobRegistry",
+        "get_current_job",
     ]
 
 

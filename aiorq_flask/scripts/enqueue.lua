@@ -5,14 +5,17 @@
 -- same atomic step: a job whose parents are not all done is written deferred instead, and
 -- booked where the worker that finishes a parent looks for it. (rq's WATCH sequence holds
 -- a connection across round trips; this needs none and cannot race.)
--- KEYS: the queue key.
+-- KEYS: the queue key, and for a unique job (unique=True) its job key.
 -- ARGV: job id, status (a STATUS: queued, scheduled or started), where ('R' RPUSH, 'L'
 --       LPUSH, a due epoch when scheduled, '' for no push), ttl or '', data ('' when
 --       written beside, by a plain HSET just before this call), the number of parents n,
 --       and with parents '1' if a failed one counts as done and the n parent ids, then the
 --       values of CALL_FIELDS, then optional field/value pairs. (prepare.py names the
 --       fields: CALL_FIELDS, and EMPTY_FIELDS, rq's fields every new job has empty.)
--- Returns the status written.
+-- Returns the status written, or nil when a unique job's hash exists (nothing written).
+if KEYS[2] and redis.call('EXISTS', KEYS[2]) == 1 then
+  return false
+end
 local queue = KEYS[1]
 local id, status, where, ttl = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local job = KEY.job(id)

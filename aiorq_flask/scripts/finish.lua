@@ -7,7 +7,8 @@
 --       (an OUTCOME), payload, execution started at (float), working seconds. (One packed
 --       argument instead of seven per job: encoding arguments is most of a big batch's
 --       cost.)
--- payload: base64 return value ('' for None) when finished, base64 exc_string otherwise.
+-- payload: base64 return value ('' for None) when finished, the returned Retry as JSON for
+-- OUTCOME.RETRY (see record_retry_returned), base64 exc_string otherwise.
 -- Returns, per execution, what was written: the outcome, or 'retried' / 'scheduled' for a
 -- failure with retries left; 'gone' when the job hash no longer exists (nothing is written
 -- for it); 'recorded' when this execution's outcome was written before (nothing is
@@ -64,6 +65,9 @@ local function finish(id, exec, booked_origin, outcome, payload, started, workin
     count('successful_job_count', working)
     record_finished(C, id, origin, exec, payload, started)
     return outcome
+  elseif outcome == OUTCOME.RETRY then
+    count('failed_job_count', working)  -- as rq counts a returned Retry
+    return record_retry_returned(C, id, origin, exec, payload, started)
   end
   count('failed_job_count', working)
   local retries_left = number(redis.call('HGET', KEY.job(id), 'retries_left'), 0)

@@ -36,15 +36,18 @@ from .._multiplexer import Multiplexer
 from .._redis_errors import is_transient
 from .._scripts import Claimed, Outcome
 from ..allowlist import OPTION, SETTING, Allowlist, NotAllowedError, module_prefixes
+from ..current import running
 from ..errors import ConfigError, InvalidJobError, NoSuchJobError
 from ..execution import (
     Deadline,
     app_context,
     call,
     encode_exc_string,
+    encode_retry,
     encode_return_value,
     format_exception,
     import_function,
+    is_retry,
     run_callback,
 )
 from ..job import (
@@ -625,7 +628,7 @@ class Worker:
         failure; a function outside the allowlist fails it unrun, never retried."""
         async with app_context(self.app):
             try:
-                with Deadline(execution.timeout):
+                with Deadline(execution.timeout), running(execution.job):
                     value = await self._call(execution)
             except asyncio.CancelledError:
                 return await self._cancelled(execution)
@@ -654,6 +657,8 @@ class Worker:
     async def _succeeded(self, execution: Execution, value: Any) -> Ended:
         job = execution.job
         assert job is not None
+        if is_retry(value):  # as rq 3.0: no success callback, run again or fail
+            return ended(execution, Outcome.RETRY, encode_retry(value))
         if job.success_callback_name:
             try:
                 callback = self.allowlist.resolve(

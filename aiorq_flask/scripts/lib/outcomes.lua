@@ -136,7 +136,44 @@ local function record_retried(C, id, origin, retries_left)
   end
   redis.call('SADD', KEY.queues, KEY.queue(origin))
   redis.call('HSET', job, 'status', STATUS.SCHEDULED)
-  redis.call('ZADD', KEY.scheduled(origin), math.floor(C.now) + interval, id)
+  redis.call('ZADD', KEY.scheduled(origin), math.ceil(C.now + interval), id)  -- never early
+  return STATUS.SCHEDULED
+end
+
+-- A job that returned a Retry (rq 3.0, spec §3 number_of_retries): a retried result
+-- (type 4), then queued again or scheduled after this attempt's interval; once it has
+-- returned one `max` times, failed with a max-retries-exceeded result (type 5).
+-- `retry` is JSON: {max, intervals, at_front, value (base64 return value)}.
+-- Returns 'retried', or the status written (scheduled, failed).
+local function record_retry_returned(C, id, origin, exec, retry, started)
+  local job, spec = KEY.job(id), cjson.decode(retry)
+  local done = number(redis.call('HGET', job, 'number_of_retries'), 0)
+  local failure_ttl = tonumber(redis.call('HGET', job, 'failure_ttl'))
+  local ttl = failure_ttl or C.failure_ttl
+  add_result(id, {'type', done >= spec.max and '5' or '4', 'worker_name', C.worker,
+    'return_value', spec.value, 'execution_id', exec, 'execution_started_at', started,
+    'execution_ended_at', C.now_text})
+  if failure_ttl then expire(KEY.results(id), ttl) end
+  redis.call('HSET', job, 'ended_at', C.ts, 'last_heartbeat', C.ts)
+  if done >= spec.max then
+    redis.call('HSET', job, 'status', STATUS.FAILED)
+    expire_job(id, ttl)
+    redis.call('ZADD', KEY.failed(origin), ttl < 0 and -1 or C.now + ttl, id)
+    release_dependents(C, id, true)
+    return STATUS.FAILED
+  end
+  local interval = number(spec.intervals[math.min(#spec.intervals - 1, done) + 1], 0)
+  local at_front = spec.at_front or redis.call('HGET', job, 'enqueue_at_front_on_retry') == '1'
+  redis.call('HSET', job, 'number_of_retries', done + 1)
+  if at_front then redis.call('HSET', job, 'enqueue_at_front_on_retry', 1) end
+  if interval <= 0 then
+    redis.call('HSET', job, 'status', STATUS.QUEUED, 'enqueued_at', C.ts)
+    push(origin, id, at_front)
+    return 'retried'
+  end
+  redis.call('SADD', KEY.queues, KEY.queue(origin))
+  redis.call('HSET', job, 'status', STATUS.SCHEDULED)
+  redis.call('ZADD', KEY.scheduled(origin), math.ceil(C.now + interval), id)
   return STATUS.SCHEDULED
 end
 
