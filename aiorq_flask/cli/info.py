@@ -31,6 +31,7 @@ from ._status import (
 
 HELP = "queues by job state and workers, per connection"
 _HOME_AND_CLEAR = "\x1b[H\x1b[2J"
+SHOWN_JOBS = 4  # running job ids shown per worker
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -98,7 +99,7 @@ def render(found: list[ConnectionStatus]) -> str:
         lines.append(f"connection {status.name!r} ({status.where}){flag}")
         lines += _queue_table(status.queues)
         lines.append(f"  {len(status.workers)} worker(s)")
-        lines += [f"    {_worker_line(worker)}" for worker in status.workers]
+        lines += [f"    {line}" for worker in status.workers for line in _worker_lines(worker)]
         lines.append("")
     return "\n".join(lines).rstrip("\n")
 
@@ -115,12 +116,17 @@ def _queue_table(queues: list[QueueStatus]) -> list[str]:
     return [header, *rows]
 
 
-def _worker_line(worker: WorkerStatus) -> str:
+def _worker_lines(worker: WorkerStatus) -> list[str]:
     age = "never" if worker.heartbeat_age is None else f"{worker.heartbeat_age:.1f}s ago"
-    jobs = ", ".join(worker.current_jobs[:3]) + (" ..." if len(worker.current_jobs) > 3 else "")
-    return (
-        f"{worker.name} {worker.state} on {','.join(worker.queues)}; "
-        f"{len(worker.current_jobs)} job(s) running{': ' + jobs if jobs else ''}; "
-        f"heartbeat {age}; {worker.successful} succeeded, {worker.failed} failed"
-        f" ({worker.hostname}, pid {worker.pid})"
-    )
+    lines = [
+        f"worker {worker.name}: {worker.state} on {','.join(worker.queues)}, heartbeat {age}, "
+        f"{worker.successful} succeeded, {worker.failed} failed ({worker.hostname}, "
+        f"pid {worker.pid})"
+    ]
+    if worker.current_jobs:
+        shown = ", ".join(worker.current_jobs[:SHOWN_JOBS])
+        more = len(worker.current_jobs) - SHOWN_JOBS
+        lines.append(
+            f"  running {len(worker.current_jobs)}: {shown}" + (f" +{more}" if more > 0 else "")
+        )
+    return lines
