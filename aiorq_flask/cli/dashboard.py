@@ -2,14 +2,17 @@
 our serializer (needs ``aiorq-flask[dashboard]``).
 
 rq-dashboard has a ``serializer`` setting, but some of its views ignore it: the workers
-views call ``Worker.all(connection=...)`` (so a busy worker's current job is unpickled:
-``UnpicklingError``, and the page stays on "Loading..." while any job runs), the job page
-calls ``Job.fetch`` and the Requeue buttons ``requeue_job`` without a serializer.
-``bind_serializer`` gives each name its views use a default serializer of ours. Upstream,
-those calls should pass ``serializer=config.serializer`` (and ``six`` should be declared).
+views call ``Worker.all(connection=...)``, so a busy worker's current job is unpickled
+(``workers.json`` answers 500 ``DeserializationError`` and the page stays on "Loading..."
+while any job runs). The job page and Delete (``Job.fetch``) and the Requeue buttons
+(``requeue_job``) pass no serializer either, harmless today only because rq decodes job
+data lazily and those views never read it. ``bind_serializer`` gives each name its views
+use a default serializer of ours. To report upstream: pass ``serializer=config.serializer``
+in those calls, and declare ``six``, which ``web.py`` imports.
 
 It also connects through a client per connection built from the app's config (a URL or
-a dict of client options), in place of rq-dashboard's own URL parsing.
+a dict of client options), in place of rq-dashboard's own URL parsing; a Sentinel
+connection is left out, with a warning.
 """
 
 from __future__ import annotations
