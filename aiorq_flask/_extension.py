@@ -15,10 +15,10 @@ from typing import Any, ParamSpec, TypeVar, overload
 from ._config import Plan, plan_from_config
 from ._connections import ConnectionPools
 from ._state import EXTENSION_KEY, AppState
+from .cli._click import register_cli
 from .decorator import JobWrapper, make_job_decorator
 from .queue import Queue
 from .worker import Worker
-from .worker.cli import register_cli
 
 P = ParamSpec("P")
 R = TypeVar("R")

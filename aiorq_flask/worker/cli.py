@@ -1,74 +1,22 @@
-"""The worker's command line: ``python -m aiorq_flask.worker`` and ``flask|quart rq worker``.
+"""The worker's command line: ``python -m aiorq_flask.worker`` (``aiorq worker``) and
+``flask|quart rq worker``.
 
-Both parse the same options and end in ``run_worker``. The app is imported once per
-worker process; the state its ``AsyncRQ`` built (``_state.state_of``) supplies the config,
-pools and queues.
+All parse the same options and end in ``run_worker``. The app is imported once per
+worker process (``cli._app.load_app``); the state its ``AsyncRQ`` built supplies the
+config, pools and queues.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import logging
-import os
-import sys
-from typing import Any, NoReturn
+from typing import Any
 
 import anyio
 
-from .._state import AppState, state_of
+from ..cli._app import APP_HELP, app_state, fail, load_app
 from ..errors import ConfigError
 from ._worker import Worker
-
-APP_ENV_VARS = ("QUART_APP", "FLASK_APP")
-USAGE_ERROR = 2  # exit status for a command line or config the worker cannot start with
-_APP_NAMES = ("app", "application", "create_app", "make_app")
-
-
-def fail(message: str) -> NoReturn:
-    """End the command with one line on stderr and exit status 2, no traceback."""
-    print(f"error: {message}", file=sys.stderr)
-    raise SystemExit(USAGE_ERROR)
-
-
-def load_app(spec: str | None) -> Any:
-    """Import ``module:attribute`` (an app, or a factory called with no arguments).
-
-    Without a spec, ``QUART_APP`` then ``FLASK_APP`` are used. Exits (status 2) with a
-    line naming what could not be found, or the config error the app raised.
-    """
-    spec = spec or next((os.environ[v] for v in APP_ENV_VARS if os.environ.get(v)), None)
-    if not spec:
-        fail("no app given: pass --app module:app (or set QUART_APP / FLASK_APP)")
-    if os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())
-    module_name, _, attribute = spec.partition(":")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as error:
-        fail(f"cannot import the app module {module_name!r}: {error}")
-    except ConfigError as error:
-        fail(f"the app's config: {error}")
-    names = [attribute] if attribute else list(_APP_NAMES)
-    for name in names:
-        found = getattr(module, name.removesuffix("()"), None)
-        if found is None:
-            continue
-        try:
-            app = found if hasattr(found, "extensions") else found()
-        except ConfigError as error:
-            fail(f"the app's config: {error}")
-        if hasattr(app, "extensions"):
-            return app
-    fail(f"no Flask or Quart app found in {spec!r} (looked for {', '.join(names)})")
-
-
-def app_state(app: Any) -> AppState:
-    """What the app's ``AsyncRQ`` built for it; exits (status 2) if it has none."""
-    try:
-        return state_of(app)
-    except RuntimeError as error:
-        fail(str(error))
 
 
 def add_worker_options(parser: argparse.ArgumentParser) -> None:
@@ -127,39 +75,7 @@ def main(argv: list[str] | None = None) -> None:
         prog="python -m aiorq_flask.worker",
         description="Run an asyncio worker for every queue of one connection.",
     )
-    parser.add_argument(
-        "--app", help="module:app or module:factory (default: $QUART_APP, $FLASK_APP)"
-    )
+    parser.add_argument("--app", help=APP_HELP)
     add_worker_options(parser)
     options = parser.parse_args(argv)
     run_worker(load_app(options.app), options)
-
-
-def register_cli(app: Any) -> None:
-    """Add ``rq worker`` to the app's CLI (``flask rq worker``, ``quart rq worker``).
-
-    A plain click command, never wrapped in Quart's ``asyncio.run``: the worker runs its
-    own event loop.
-    """
-    try:
-        import click
-    except ImportError:  # neither Flask nor Quart CLI installed
-        return
-
-    @click.group("rq", help="aiorq_flask commands.")
-    def rq_group() -> None:
-        pass
-
-    @rq_group.command(
-        "worker",
-        context_settings={"ignore_unknown_options": True, "help_option_names": []},
-        add_help_option=False,
-    )
-    @click.argument("args", nargs=-1, type=click.UNPROCESSED)
-    def worker_command(args: tuple[str, ...]) -> None:
-        """Run an asyncio worker (options: see python -m aiorq_flask.worker --help)."""
-        parser = argparse.ArgumentParser(prog=f"{type(app).__name__.lower()} rq worker")
-        add_worker_options(parser)
-        run_worker(app, parser.parse_args(list(args)))
-
-    app.cli.add_command(rq_group)
