@@ -33,3 +33,7 @@ class InvalidJobOperation(RuntimeError):
 
 class JobTimeoutError(TimeoutError):
     """A job ran longer than its ``job_timeout``; recorded as the job's failure."""
+
+
+class WorkerStartupError(RuntimeError):
+    """A ``worker_startup`` hook failed: the worker stops before it takes any job."""
