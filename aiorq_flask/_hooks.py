@@ -123,6 +123,12 @@ async def _job_hook(kind: str, hook: Callable[..., Any], job: Job, *args: Any) -
         log.exception("%s hook %s failed for job %s; the job goes on", kind, describe(hook), job.id)
 
 
+def around_jobs(hooks: Hooks) -> bool:
+    """Whether ``around_job`` has anything to do: a job hook, or a ``job_started``
+    receiver. Without either the worker calls the job directly (no cost per job)."""
+    return bool(hooks.before_job or hooks.after_job or job_started.receivers)
+
+
 async def around_job(
     hooks: Hooks,
     app: Any,
@@ -141,8 +147,6 @@ async def around_job(
     """
     if job_started.receivers:
         send(job_started, app, job=job)
-    if not hooks.before_job and not hooks.after_job:
-        return await attempt()
     try:
         for hook in list(hooks.before_job):
             await _job_hook("before_job", hook, job)

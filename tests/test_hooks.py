@@ -306,3 +306,32 @@ def test_mypy_strict_accepts_typed_hooks_and_reports_wrong_ones(tmp_path: Path) 
     checked = run_mypy(sample)
     # mypy reports a wrong decorated function on the decorator's line, just above it
     assert {n + 1 for n in error_lines(checked.stdout)} == wrong, checked.stdout
+
+
+async def test_hooks_run_inside_a_flask_apps_context_too(redis_url: str) -> None:
+    from flask import Flask
+
+    app = Flask("flask_hooks")
+    app.config.update(RQ_CONNECTION=redis_url, RQ_ASYNC=True)
+    extension = AsyncRQ(app)
+    EVENTS.clear()
+
+    @extension.worker_startup
+    async def startup(worker: Worker) -> None:
+        note("startup")
+
+    @extension.after_job
+    def after(job: Job, outcome: Ended) -> None:
+        note(f"after {outcome.status.value}")
+
+    try:
+        await extension.state(app).queues["default"].enqueue("tests.hook_jobs.noted", "job")
+        await burst(extension.make_worker(app=app))
+    finally:
+        await extension.state(app).pools.aclose()
+
+    assert EVENTS == [
+        ("startup", "flask_hooks"),
+        ("job", "flask_hooks"),
+        ("after finished", "flask_hooks"),
+    ]

@@ -633,9 +633,11 @@ class Worker:
         failure; a function outside the allowlist fails it unrun, never retried.
         The lifecycle hooks run around it (``_hooks.around_job``)."""
         assert execution.job is not None
-        attempt = functools.partial(self._attempt, execution)
-        cancelled = functools.partial(self._cancelled, execution)
         async with app_context(self.app):
+            if not _hooks.around_jobs(self._hooks):
+                return await self._attempt(execution)
+            attempt = functools.partial(self._attempt, execution)
+            cancelled = functools.partial(self._cancelled, execution)
             return await _hooks.around_job(self._hooks, self.app, execution.job, attempt, cancelled)
 
     async def _attempt(self, execution: Execution) -> Ended:
