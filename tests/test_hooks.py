@@ -21,6 +21,7 @@ from aiorq_flask import AsyncRQ, Job
 from aiorq_flask.errors import WorkerStartupError
 from aiorq_flask.outcomes import Ended, Outcome
 from aiorq_flask.worker import Worker
+from aiorq_flask.worker._worker import WorkerState
 
 from .apps.worker_support import Process, burst, is_registered, latest_result, worker_env
 from .hook_jobs import EVENTS, app_name
@@ -186,6 +187,7 @@ async def test_a_failing_startup_hook_stops_the_worker_before_it_takes_a_job(
         "ConnectionRefusedError('the database is down')"
     )
     assert EVENTS == []
+    assert worker.state is WorkerState.STOPPED
     assert not is_registered(sync_redis, worker.name)
     assert sync_redis.lrange("rq:queue:default", 0, -1) == [job.id.encode()]
 

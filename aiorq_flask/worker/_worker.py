@@ -157,6 +157,10 @@ class Worker:
 
     It runs only the functions ``RQ_WORKER_ALLOWED_MODULES`` and ``allow_modules`` allow
     (see ``aiorq_flask.allowlist``), or any function when neither is set.
+
+    It runs the app's lifecycle hooks (``AsyncRQ.worker_startup`` and the others: a failing
+    startup hook raises ``WorkerStartupError`` from ``work()``) and sends the job signals
+    of ``aiorq_flask.signals``.
     """
 
     def __init__(
@@ -248,9 +252,10 @@ class Worker:
         self._fetch_scope = anyio.CancelScope()
         # A heartbeat tells claimed-but-lost executions from held ones: never during a claim.
         self._claiming = anyio.Lock()
-        registered = False
-        await _hooks.startup(self._hooks, self.app, self)  # raises WorkerStartupError
+        registered = started = False
         try:
+            await _hooks.startup(self._hooks, self.app, self)  # raises WorkerStartupError
+            started = True
             async with anyio.create_task_group() as upkeep:
                 if threading.current_thread() is threading.main_thread():
                     upkeep.start_soon(self._handle_signals)
@@ -273,8 +278,9 @@ class Worker:
                 with anyio.CancelScope(shield=True):
                     await self._put_back_the_rest()
                     await self._deregister()
-            with anyio.CancelScope(shield=True):
-                await _hooks.shutdown(self._hooks, self.app, self)
+            if started:
+                with anyio.CancelScope(shield=True):
+                    await _hooks.shutdown(self._hooks, self.app, self)
             self.state = WorkerState.STOPPED
         log.info("worker %s stopped after %d jobs", self.name, self.processed)
 
