@@ -21,7 +21,7 @@ from typing import Any
 
 from .errors import WorkerStartupError
 from .execution import app_context
-from .job import Job
+from .job import Job, JobStatus
 from .outcomes import Ended
 from .signals import (
     job_abandoned,
@@ -44,11 +44,11 @@ AfterJobHook = Callable[[Job, Ended], Awaitable[None] | None]
 # What finish.lua wrote for an outcome -> the signal that tells it; others send nothing
 # (a put-back at shutdown, a released second claim, an outcome recorded before).
 _RECORDED = {
-    b"finished": job_finished,
-    b"failed": job_failed,
-    b"stopped": job_failed,
-    b"retried": job_retried,
-    b"scheduled": job_retried,
+    JobStatus.FINISHED.value.encode(): job_finished,
+    JobStatus.FAILED.value.encode(): job_failed,
+    JobStatus.STOPPED.value.encode(): job_failed,
+    b"retried": job_retried,  # record_retried's reply for a retry queued at once
+    JobStatus.SCHEDULED.value.encode(): job_retried,  # ... and for one after a delay
 }
 
 
@@ -120,7 +120,7 @@ async def _job_hook(kind: str, hook: Callable[..., Any], job: Job, *args: Any) -
     try:
         await _call(hook, job, *args)
     except Exception:
-        log.exception("%s hook %s failed for job %s; the job goes on", kind, describe(hook), job.id)
+        log.exception("%s hook %s failed for job %s", kind, describe(hook), job.id)
 
 
 def around_jobs(hooks: Hooks) -> bool:

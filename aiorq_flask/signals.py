@@ -19,9 +19,9 @@ and skipped; the job goes on). With nothing connected a signal costs one dict lo
   ``before_job`` hooks): ``job``.
 - ``job_finished``, ``job_failed``, ``job_retried`` (the worker, once the outcome is in
   Redis): ``job`` and ``outcome`` (``outcomes.Ended``). A failed job's ``outcome.status``
-  is ``failed``, ``stopped`` or ``invalid`` (the worker could not read it or must not run
-  it; then ``job`` is None); a retried one failed with retries left and is queued or
-  scheduled again.
+  is ``failed``, ``stopped`` or ``invalid`` (the worker could not read it, and then
+  ``job`` is None, or must not run it); a retried one failed (``outcome.status`` is
+  ``failed``) with retries left, and is queued or scheduled again.
 - ``job_abandoned`` (the worker whose sweep found a dead worker's job): ``job_id``,
   ``queue`` and ``requeued`` (False: its retries were used up, so it failed).
 """
