@@ -13,6 +13,7 @@ import pytest
 import redis
 from prometheus_client.parser import text_string_to_metric_families
 
+import aiorq_flask
 from aiorq_flask.worker import cli
 
 from .apps.worker_support import (
@@ -139,6 +140,7 @@ def test_metrics_port_without_the_extra_fails_with_one_line_naming_it(
 ) -> None:
     monkeypatch.setitem(sys.modules, "prometheus_client", None)  # not installed
     monkeypatch.delitem(sys.modules, "aiorq_flask.metrics", raising=False)
+    monkeypatch.delattr(aiorq_flask, "metrics", raising=False)
 
     with pytest.raises(SystemExit) as exited:
         run_main(monkeypatch, redis_url, "--metrics-port", "9")
