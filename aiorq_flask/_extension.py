@@ -9,19 +9,26 @@ from __future__ import annotations
 
 import sys
 import weakref
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, ParamSpec, TypeVar, overload
 
 from ._config import Plan, plan_from_config
 from ._connections import ConnectionPools
+from ._hooks import Hooks
 from ._state import EXTENSION_KEY, AppState
 from .cli._click import register_cli
 from .decorator import JobWrapper, make_job_decorator
+from .job import Job
+from .outcomes import Ended
 from .queue import Queue
 from .worker import Worker
 
 P = ParamSpec("P")
 R = TypeVar("R")
+# Each hook decorator returns the function it was given, unchanged, with its own type.
+WorkerHookT = TypeVar("WorkerHookT", bound=Callable[[Worker], Awaitable[None] | None])
+JobHookT = TypeVar("JobHookT", bound=Callable[[Job], Awaitable[None] | None])
+AfterJobHookT = TypeVar("AfterJobHookT", bound=Callable[[Job, Ended], Awaitable[None] | None])
 
 
 def _eagerness(plan: Plan, app: Any) -> bool | Callable[[], bool]:
@@ -53,6 +60,7 @@ class AsyncRQ:
     def __init__(self, app: Any = None) -> None:
         self._states: weakref.WeakKeyDictionary[Any, AppState] = weakref.WeakKeyDictionary()
         self._job_functions: set[str] = set()  # paths of the functions @rq.job decorated
+        self._hooks = Hooks()  # decorated hooks, for each app registered from now on
         if app is not None:
             self.init_app(app)
 
@@ -74,10 +82,13 @@ class AsyncRQ:
                 pools,
                 eager=eager,
                 max_job_bytes=plan.max_job_bytes,
+                app=app,
             )
             for name in plan.queues
         }
-        self._states[app] = AppState(weakref.ref(app), plan, pools, queues, self._job_functions)
+        self._states[app] = AppState(
+            weakref.ref(app), plan, pools, queues, self._job_functions, self._hooks.copy()
+        )
         app.extensions[EXTENSION_KEY] = self
         if hasattr(app, "after_serving"):  # Quart: close the serving loop's pools with it
             app.after_serving(pools.aclose)
@@ -137,3 +148,52 @@ class AsyncRQ:
     def make_worker(self, connection: str = "default", app: Any = None, **options: Any) -> Worker:
         """A worker serving every queue of ``connection`` (see ``aiorq_flask.worker.Worker``)."""
         return Worker(self.state(app), connection=connection, **options)
+
+    # -- lifecycle hooks ---------------------------------------------------------------
+
+    def _add_hook(self, kind: str, hook: Any) -> None:
+        """Register ``hook`` for every app this extension serves, now and from now on."""
+        getattr(self._hooks, kind).append(hook)
+        for state in list(self._states.values()):
+            getattr(state.hooks, kind).append(hook)
+
+    def worker_startup(self, func: WorkerHookT) -> WorkerHookT:
+        """Run ``func(worker)`` once per worker process, before it takes any job: open a
+        database pool, warm a cache. Inside the app context; may be ``async def``.
+
+        Startup hooks run in registration order. If one raises, the worker stops before
+        it registers in Redis: ``worker.work()`` raises ``WorkerStartupError`` and the
+        worker command prints one line naming the hook and exits non-zero.
+        """
+        self._add_hook("worker_startup", func)
+        return func
+
+    def worker_shutdown(self, func: WorkerHookT) -> WorkerHookT:
+        """Run ``func(worker)`` once as the worker stops, after its last job ended and it
+        left Redis's worker registry (only if every startup hook succeeded). Inside the
+        app context; may be ``async def``. Shutdown hooks run in reverse registration
+        order; one that raises is logged and the others still run.
+        """
+        self._add_hook("worker_shutdown", func)
+        return func
+
+    def before_job(self, func: JobHookT) -> JobHookT:
+        """Run ``func(job)`` before each job a worker runs, in the job's task and app
+        context, outside its timeout; may be ``async def``. One that raises is logged
+        with its traceback and the job still runs. In registration order.
+
+        A plain function runs on the worker's event loop: keep it quick.
+        """
+        self._add_hook("before_job", func)
+        return func
+
+    def after_job(self, func: AfterJobHookT) -> AfterJobHookT:
+        """Run ``func(job, outcome)`` after each job a worker ran (``outcome``:
+        ``aiorq_flask.outcomes.Ended``; ``outcome.status`` is ``finished``, ``failed``,
+        ``stopped``, ``invalid`` or ``requeue`` for a job put back at shutdown), before the
+        outcome is written to Redis. In the job's task and app context, in reverse
+        registration order (so hooks nest around the job); may be ``async def``. One that
+        raises is logged with its traceback and does not change the outcome.
+        """
+        self._add_hook("after_job", func)
+        return func

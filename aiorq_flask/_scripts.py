@@ -77,6 +77,7 @@ class Swept(NamedTuple):
 
     requeued: int
     failed: int
+    abandoned: list[Any]  # per rescued job: its id, its queue, 1 if requeued (0: failed)
 
 
 def _read(path: str) -> str:

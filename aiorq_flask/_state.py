@@ -11,6 +11,8 @@ from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
+from ._hooks import Hooks
+
 if TYPE_CHECKING:
     from ._config import Plan
     from ._connections import ConnectionPools
@@ -34,6 +36,7 @@ class AppState:
     pools: ConnectionPools
     queues: dict[str, Queue]
     job_functions: Collection[str] = field(default_factory=frozenset)
+    hooks: Hooks = field(default_factory=Hooks)  # what its workers run at start, stop, each job
 
     @property
     def app(self) -> Any:

@@ -37,3 +37,7 @@ class DuplicateJobError(InvalidJobOperation):
 
 class JobTimeoutError(TimeoutError):
     """A job ran longer than its ``job_timeout``; recorded as the job's failure."""
+
+
+class WorkerStartupError(RuntimeError):
+    """A ``worker_startup`` hook failed: the worker stops before it takes any job."""

@@ -15,6 +15,8 @@ from ._multiplexer import Multiplexer
 from ._scripts import Outcome
 from .job import epoch_ts
 
+__all__ = ["Ended", "Outcome", "record"]  # Outcome: what ``Ended.status`` holds
+
 
 @dataclass(frozen=True)
 class Ended:

@@ -10,6 +10,7 @@ atomic step as the push, so a worker can never pop an id whose hash is not there
 from __future__ import annotations
 
 import functools
+import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
@@ -35,6 +36,7 @@ from .registries import (
     ScheduledJobRegistry,
     StartedJobRegistry,
 )
+from .signals import job_enqueued, send
 
 if TYPE_CHECKING:
     from ._connections import ConnectionPools
@@ -51,6 +53,7 @@ class Queue:
         *,
         eager: bool | Callable[[], bool] = False,
         max_job_bytes: int = DEFAULT_MAX_JOB_BYTES,
+        app: Any = None,
     ) -> None:
         self.name = name
         self.key = keys.queue(name)
@@ -58,6 +61,8 @@ class Queue:
         self._eager = eager
         self.max_job_bytes = max_job_bytes  # RQ_MAX_JOB_BYTES
         self._pools = pools
+        # The app whose queue this is: the sender of its job_enqueued signals.
+        self._app = weakref.ref(app) if app is not None else None
 
     def __repr__(self) -> str:
         return f"<Queue {self.name!r} on connection {self.connection_name!r}>"
@@ -227,10 +232,13 @@ class Queue:
                 self._write_in(pipe, data, JobStatus.QUEUED)
             replies = await pipe.execute()
         written = [reply for reply in replies[1:] if isinstance(reply, bytes)]  # not HSETs'
-        return [
+        enqueued = [
             self._job(data, connection, JobStatus(status.decode()))
             for data, status in zip(jobs, written, strict=True)
         ]
+        if job_enqueued.receivers:
+            self._announce(enqueued)
+        return enqueued
 
     async def enqueue_call(
         self,
@@ -250,7 +258,10 @@ class Queue:
         data = await self._prepare(func, args or (), kwargs or {}, options)
         if self.eager:
             return await self._run_eagerly(data)
-        return self._job(data, self.connection, await self._write(data))
+        job = self._job(data, self.connection, await self._write(data))
+        if job_enqueued.receivers:
+            self._announce([job])
+        return job
 
     async def enqueue(self, f: Callable[..., Any] | str, *args: Any, **kwargs: Any) -> Job:
         """Enqueue ``f(*args, **kwargs)``; rq's option names are taken out of ``kwargs``
@@ -273,7 +284,17 @@ class Queue:
             when = when.replace(tzinfo=timezone.utc)
         due = str(int(when.timestamp()))
         await self._write(data, JobStatus.SCHEDULED, due)
-        return self._job(data, self.connection, JobStatus.SCHEDULED)
+        job = self._job(data, self.connection, JobStatus.SCHEDULED)
+        if job_enqueued.receivers:
+            self._announce([job])
+        return job
+
+    def _announce(self, jobs: list[Job]) -> None:
+        """Send ``job_enqueued`` for each job written (callers check for receivers first,
+        so an app that connects none pays nothing)."""
+        app = self._app() if self._app is not None else None
+        for job in jobs:
+            send(job_enqueued, app, job=job)
 
     async def enqueue_in(
         self, delay: timedelta | float, f: Callable[..., Any] | str, *args: Any, **kwargs: Any

@@ -105,6 +105,9 @@ def test_the_preamble_builds_the_keys_keys_py_builds(sync_redis: redis.Redis) ->
 def test_a_scripts_reply_follows_the_order_of_the_tuple_that_decodes_it(
     sync_redis: redis.Redis,
 ) -> None:
-    lua = _scripts.preamble(_scripts.Swept) + "return REPLY({failed = 2, requeued = 1})"
+    reply = "return REPLY({abandoned = {'a', 'q', 1}, failed = 2, requeued = 1})"
+    lua = _scripts.preamble(_scripts.Swept) + reply
 
-    assert _scripts.Swept._make(sync_redis.eval(lua, 0)) == _scripts.Swept(requeued=1, failed=2)
+    assert _scripts.Swept._make(sync_redis.eval(lua, 0)) == _scripts.Swept(
+        requeued=1, failed=2, abandoned=[b"a", b"q", 1]
+    )

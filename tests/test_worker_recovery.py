@@ -214,4 +214,5 @@ async def test_a_job_with_an_unreadable_field_fails_naming_the_field(
 async def _sweep(worker: Worker) -> tuple[int, int]:
     from aiorq_flask.worker import _bookkeeping
 
-    return await _bookkeeping.sweep(worker.multiplexer, worker.queues, worker.failure_ttl)
+    swept = await _bookkeeping.sweep(worker.multiplexer, worker.queues, worker.failure_ttl)
+    return swept.requeued, swept.failed

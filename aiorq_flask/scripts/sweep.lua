@@ -9,10 +9,12 @@
 -- hash has expired (killed ones) from rq:workers and rq:workers:<q>.
 -- ARGV: now (float), now (rq ts), base64 exc_string for failed jobs, default failure ttl,
 --       max members per queue, then the queue names.
+-- Returns REPLY(swept): how many were requeued and failed, and per rescued job its id, its
+-- queue and 1 if requeued (0: failed), flat.
 local C = {worker = '', now = tonumber(ARGV[1]), now_text = ARGV[1], ts = ARGV[2],
   failure_ttl = tonumber(ARGV[4])}
 local exc, limit = ARGV[3], tonumber(ARGV[5])
-local swept = {requeued = 0, failed = 0}
+local swept = {requeued = 0, failed = 0, abandoned = {}}
 
 local function alive(worker_name, member)
   if not worker_name or worker_name == '' then return false end
@@ -44,11 +46,16 @@ local function rescue(queue, member)
   if redis.call('HGET', KEY.job(id), 'status') == STATUS.STARTED then
     local origin = redis.call('HGET', KEY.job(id), 'origin')
     if not origin or origin == '' then origin = queue end
-    if record_abandoned(C, id, origin, exc) then
+    local requeued = record_abandoned(C, id, origin, exc)
+    if requeued then
       swept.requeued = swept.requeued + 1
     else
       swept.failed = swept.failed + 1
     end
+    local n = #swept.abandoned  -- for the worker's job_abandoned signals
+    swept.abandoned[n + 1] = id
+    swept.abandoned[n + 2] = origin
+    swept.abandoned[n + 3] = requeued and 1 or 0
   end
 end
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import enum
+import functools
 import json
 import logging
 import signal
@@ -30,7 +31,7 @@ import redis
 from anyio.abc import TaskGroup
 from redis.asyncio import Redis
 
-from .. import _scripts, keys
+from .. import _hooks, _scripts, keys
 from .._connections import block_slice, dedicated_client
 from .._multiplexer import Multiplexer
 from .._redis_errors import is_transient
@@ -159,6 +160,10 @@ class Worker:
 
     It runs only the functions ``RQ_WORKER_ALLOWED_MODULES`` and ``allow_modules`` allow
     (see ``aiorq_flask.allowlist``), or any function when neither is set.
+
+    It runs the app's lifecycle hooks (``AsyncRQ.worker_startup`` and the others: a failing
+    startup hook raises ``WorkerStartupError`` from ``work()``) and sends the job signals
+    of ``aiorq_flask.signals``.
     """
 
     def __init__(
@@ -207,6 +212,7 @@ class Worker:
         self.max_job_bytes = state.plan.max_job_bytes
         self.wip_ttl = _bookkeeping.wip_ttl(heartbeat)
         self._pools = state.pools
+        self._hooks = state.hooks
         self._queue_keys = [keys.queue(q) for q in self.queues]
         self._registration = _bookkeeping.registration(self.name, self.queues, now_ts())
         self._health = RedisHealth()
@@ -232,6 +238,11 @@ class Worker:
         """The connection shared by the worker's script calls (claim, finish, upkeep)."""
         return self._pools.multiplexer(self.connection_name)
 
+    @property
+    def busy(self) -> int:
+        """How many of its ``concurrency`` slots run a job now."""
+        return self._active
+
     # -- lifecycle ---------------------------------------------------------------------
 
     async def work(self, burst: bool = False) -> None:
@@ -244,8 +255,10 @@ class Worker:
         self._fetch_scope = anyio.CancelScope()
         # A heartbeat tells claimed-but-lost executions from held ones: never during a claim.
         self._claiming = anyio.Lock()
-        registered = False
+        registered = started = False
         try:
+            await _hooks.startup(self._hooks, self.app, self)  # raises WorkerStartupError
+            started = True
             async with anyio.create_task_group() as upkeep:
                 if threading.current_thread() is threading.main_thread():
                     upkeep.start_soon(self._handle_signals)
@@ -268,6 +281,9 @@ class Worker:
                 with anyio.CancelScope(shield=True):
                     await self._put_back_the_rest()
                     await self._deregister()
+            if started:
+                with anyio.CancelScope(shield=True):
+                    await _hooks.shutdown(self._hooks, self.app, self)
             self.state = WorkerState.STOPPED
         log.info("worker %s stopped after %d jobs", self.name, self.processed)
 
@@ -625,19 +641,29 @@ class Worker:
         """Call the job in the app context, under its timeout (``Deadline``: a timeout
         fails it with ``JobTimeoutError``). rq's stop-job command and shutdown cancel the
         job's task; ``cancel_reason`` tells them apart. A job's ``sys.exit()`` is its
-        failure; a function outside the allowlist fails it unrun, never retried."""
+        failure; a function outside the allowlist fails it unrun, never retried.
+        The lifecycle hooks run around it (``_hooks.around_job``)."""
+        assert execution.job is not None
         async with app_context(self.app):
-            try:
-                with Deadline(execution.timeout), running(execution.job):
-                    value = await self._call(execution)
-            except asyncio.CancelledError:
-                return await self._cancelled(execution)
-            except NotAllowedError as error:
-                log.warning("job %r failed: %s", execution.job_id, error)
-                return ended(execution, Outcome.INVALID, encode_exc_string(str(error)))
-            except (Exception, SystemExit) as error:
-                return await self._failed(execution, error)
-            return await self._succeeded(execution, value)
+            if not _hooks.around_jobs(self._hooks):
+                return await self._attempt(execution)
+            attempt = functools.partial(self._attempt, execution)
+            cancelled = functools.partial(self._cancelled, execution)
+            return await _hooks.around_job(self._hooks, self.app, execution.job, attempt, cancelled)
+
+    async def _attempt(self, execution: Execution) -> Ended:
+        """Call the job (in its app context) and tell how it ended."""
+        try:
+            with Deadline(execution.timeout), running(execution.job):
+                value = await self._call(execution)
+        except asyncio.CancelledError:
+            return await self._cancelled(execution)
+        except NotAllowedError as error:
+            log.warning("job %r failed: %s", execution.job_id, error)
+            return ended(execution, Outcome.INVALID, encode_exc_string(str(error)))
+        except (Exception, SystemExit) as error:
+            return await self._failed(execution, error)
+        return await self._succeeded(execution, value)
 
     async def _cancelled(self, execution: Execution) -> Ended:
         if execution.cancel_reason == "stopped":
@@ -747,6 +773,7 @@ class Worker:
         for outcome, what in zip(batch, written, strict=True):
             log.debug("job %r: %s", outcome.raw_id, what.decode())
             execution = self._running.pop(outcome.exec_id, None)
+            _hooks.recorded(self.app, outcome, what, execution.job if execution else None)
             if execution is not None and execution.successor is not None:
                 self._follow(outcome, what == b"recorded", execution)
         self.processed += len(batch)
@@ -814,9 +841,12 @@ class Worker:
             )
 
     async def _sweep(self) -> None:
-        requeued, failed = await _bookkeeping.sweep(self.multiplexer, self.queues, self.failure_ttl)
-        if requeued or failed:
-            log.warning("rescued jobs of dead workers: %d requeued, %d failed", requeued, failed)
+        swept = await _bookkeeping.sweep(self.multiplexer, self.queues, self.failure_ttl)
+        if swept.requeued or swept.failed:
+            log.warning(
+                "rescued jobs of dead workers: %d requeued, %d failed", swept.requeued, swept.failed
+            )
+            _hooks.abandoned(self.app, swept.abandoned)
 
     async def _schedule(self) -> None:
         moved = await _bookkeeping.schedule(self.multiplexer, self.name, self.queues)

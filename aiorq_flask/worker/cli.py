@@ -15,7 +15,7 @@ from typing import Any
 import anyio
 
 from ..cli._app import APP_HELP, app_state, fail, load_app
-from ..errors import ConfigError
+from ..errors import ConfigError, WorkerStartupError
 from ._worker import Worker
 
 
@@ -43,6 +43,26 @@ def add_worker_options(parser: argparse.ArgumentParser) -> None:
         "RQ_WORKER_ALLOWED_MODULES): 'myapp.tasks' allows 'myapp.tasks.send' and "
         "'myapp.tasks.sub.f', not 'myapp.tasks_evil.f'",
     )
+    parser.add_argument(
+        "--metrics-port",
+        type=int,
+        metavar="PORT",
+        help="serve Prometheus metrics at http://0.0.0.0:PORT/metrics (the prometheus extra)",
+    )
+
+
+def serve_metrics(app: Any, port: int) -> None:
+    """``--metrics-port``: serve the app's job metrics, or exit with one line saying why not."""
+    try:
+        from .. import metrics
+    except ImportError as error:
+        if error.name != "prometheus_client":
+            raise
+        fail("--metrics-port needs prometheus-client: pip install 'aiorq-flask[prometheus]'")
+    try:
+        metrics.serve(app, port)
+    except OSError as error:
+        fail(f"--metrics-port {port}: {error.strerror or error}")
 
 
 def run_worker(app: Any, options: argparse.Namespace) -> None:
@@ -67,7 +87,12 @@ def run_worker(app: Any, options: argparse.Namespace) -> None:
         )
     except (ConfigError, ValueError) as error:
         fail(str(error))
-    anyio.run(worker.work, options.burst)
+    if options.metrics_port is not None:
+        serve_metrics(app, options.metrics_port)
+    try:
+        anyio.run(worker.work, options.burst)
+    except WorkerStartupError as error:  # its traceback is logged at DEBUG level
+        fail(str(error))
 
 
 def main(argv: list[str] | None = None) -> None:
