@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import ast
 import asyncio
+import hashlib
 import importlib
 import json
+import logging
 import os
 import re
 import subprocess
@@ -31,11 +33,12 @@ from flask import Flask
 from quart import Quart
 
 import aiorq_flask
-from aiorq_flask import AsyncRQ, JobStatus
+from aiorq_flask import AsyncRQ, JobStatus, ResultType
 from aiorq_flask._config import plan_from_config
 from aiorq_flask.worker.cli import add_worker_options
 
-from .apps.worker_support import burst, serving
+from .apps.worker_support import async_wait_until, burst, serving, status
+from .test_job_stop import subscribed
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
@@ -308,6 +311,35 @@ async def test_eager_mode_runs_the_job_at_enqueue(redis_url: str) -> None:
         await eager.rq.state().pools.aclose()
 
 
+async def test_a_job_finds_itself_and_saves_progress(redis_url: str) -> None:
+    current = sample("jobs_current")
+    app = make_app(current, redis_url)
+    async with app.app_context():
+        thumbs = await current.thumbnails.enqueue(["a.png", "b.png"])
+        digest = await current.checksum.enqueue(b"abc")
+        assert await drain(current.rq, app) == 2
+        assert await thumbs.return_value() == 2
+        assert await digest.return_value() == hashlib.sha256(b"abc").hexdigest()
+        for job in (thumbs, digest):
+            await job.refresh()
+        assert thumbs.meta == {"progress": {"done": 2, "total": 2}}
+        assert digest.meta == {"size": 3}
+        await current.rq.state().pools.aclose()
+
+
+async def test_unset_rq_async_is_eager_while_the_app_is_testing(redis_url: str) -> None:
+    current = sample("jobs_current")
+    app = Quart(__name__)
+    app.config.update(RQ_CONNECTION=redis_url)
+    current.rq.init_app(app)
+    async with app.app_context():
+        assert (await current.checksum.enqueue(b"x")).status is JobStatus.QUEUED
+        app.testing = True  # as a test fixture may set it, after init_app
+        job = await current.checksum.enqueue(b"xy")  # ran at once: get_current_job works too
+        assert job.status is JobStatus.FINISHED and job.meta == {"size": 2}
+        await current.rq.state().pools.aclose()
+
+
 def test_the_serializer_samples() -> None:
     serializer = sample("jobs_serializer")
     assert serializer.round_trip() == serializer.ROUND_TRIPS
@@ -341,6 +373,32 @@ def test_the_health_check_command_exits_1_for_no_worker(redis_url: str) -> None:
     assert done.returncode == 1
 
 
+def aiorq_health(redis_url: str) -> int:
+    """The Worker page's container probe, run as the page shows it."""
+    done = subprocess.run(
+        [sys.executable, "-m", "aiorq_flask", "health", "--app", "quickstart_quart:app"],
+        cwd=EXAMPLES,
+        env={**os.environ, "REDIS_URL": redis_url},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    return done.returncode
+
+
+async def test_aiorq_health_passes_while_a_worker_serves_the_connection(
+    redis_url: str, sync_redis: redis.Redis
+) -> None:
+    rq = AsyncRQ()
+    app = Quart(__name__)
+    app.config.update(RQ_CONNECTION=redis_url)
+    rq.init_app(app)
+    async with serving(rq.make_worker(app=app), sync_redis):
+        assert await asyncio.to_thread(aiorq_health, redis_url) == 0
+    await rq.state(app).pools.aclose()
+    assert aiorq_health(redis_url) == 1
+
+
 # -- Scheduling and coordination ----------------------------------------------------------------
 
 
@@ -361,6 +419,64 @@ async def test_the_scheduling_samples(redis_url: str) -> None:
         await scheduling.rq.state().pools.aclose()
 
 
+async def test_unique_jobs_backoff_and_a_returned_retry(
+    redis_url: str, sync_redis: redis.Redis
+) -> None:
+    coordination = sample("coordination")
+    app = make_app(coordination, redis_url)
+    async with app.app_context():
+        first = await coordination.request_rebuild()
+        assert first is not None and first.id == "rebuild-index"
+        assert await coordination.request_rebuild() is None  # DuplicateJobError caught
+        order = await coordination.send_order(7)
+        stored = await coordination.rq.queue.fetch_job(order.id)
+        assert stored is not None and len(stored.retry_intervals) == 5
+        assert all(1 <= wait <= 32 for wait in stored.retry_intervals)
+        early = await coordination.publish_report.enqueue(3)
+        assert await drain(coordination.rq, app) == 3
+        assert await first.return_value() == "index rebuilt"
+        assert await order.return_value() == "order 7 sent"
+        assert await early.get_status() is JobStatus.SCHEDULED  # asked to run again
+        latest = await early.latest_result()
+        assert latest is not None and latest.type is ResultType.RETRIED
+        await coordination.rq.queue.connection.sadd("reports:ready", 3)
+        ready = await coordination.publish_report.enqueue(3)
+        await drain(coordination.rq, app)
+        assert await ready.return_value() == "report 3 published"
+        await coordination.rq.state().pools.aclose()
+
+
+async def test_rq_dependency_and_callback(redis_url: str, caplog: pytest.LogCaptureFixture) -> None:
+    coordination = sample("coordination")
+    app = make_app(coordination, redis_url)
+    async with app.app_context():
+        sent = await coordination.rq.queue.enqueue(coordination.call_partner_api, 1)
+        refused = await coordination.rq.queue.enqueue(coordination.call_partner_api, -1)
+        summary = await coordination.summary_after([sent, refused])
+        assert await summary.get_status() is JobStatus.DEFERRED
+        with caplog.at_level(logging.INFO, logger="ops"):
+            assert await drain(coordination.rq, app) == 3
+        assert await refused.get_status() is JobStatus.FAILED
+        assert await summary.return_value() == "2 orders summarized"
+        assert f"job {summary.id}: 2 orders summarized" in caplog.text
+        await coordination.rq.state().pools.aclose()
+
+
+async def test_stopping_a_running_job(redis_url: str, sync_redis: redis.Redis) -> None:
+    coordination = sample("coordination")
+    app = make_app(coordination, redis_url)
+    async with app.app_context():
+        export = await coordination.export_everything.enqueue()
+        worker = coordination.rq.make_worker(app=app, grace_period=1)
+        async with serving(worker, sync_redis):
+            await async_wait_until(lambda: status(sync_redis, export.id) == "started")
+            await async_wait_until(lambda: subscribed(sync_redis, worker.name))
+            assert await coordination.stop_export(export) is True
+            await async_wait_until(lambda: status(sync_redis, export.id) == "stopped")
+        assert await coordination.stop_export(export) is False  # no worker runs it now
+        await coordination.rq.state().pools.aclose()
+
+
 # -- Monitoring and interop ---------------------------------------------------------------------
 
 
@@ -378,6 +494,43 @@ async def test_the_monitoring_samples(redis_url: str) -> None:
         assert await monitoring.requeue_failed(jobs.rq.queue) == 1
         assert await jobs.rq.queue.count() == 1
         await jobs.rq.state().pools.aclose()
+
+
+async def test_the_hooks_and_signals_sample(
+    redis_url: str, web_server: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    hooks = sample("monitoring_hooks")
+    app = make_app(hooks, redis_url)
+    async with app.app_context():
+        ok = await hooks.fetch_status.enqueue(web_server)
+        refused = await hooks.fetch_status.enqueue("http://127.0.0.1:1/")  # nothing listens
+        assert hooks.enqueued["default"] == 2
+        with caplog.at_level(logging.INFO, logger="myapp.jobs"):
+            await drain(hooks.rq, app)
+        assert await ok.return_value() == 200
+        assert await refused.get_status() is JobStatus.FAILED
+        assert hooks.failures["default"] == 1
+        assert "http" not in app.extensions  # closed by the shutdown hook
+        assert re.search(
+            rf"job {ok.id} \(monitoring_hooks.fetch_status\): finished in", caplog.text
+        )
+        assert re.search(rf"job {refused.id} \(.*\): failed in", caplog.text)
+        await hooks.rq.state().pools.aclose()
+
+
+async def test_the_metrics_sample(redis_url: str) -> None:
+    metrics = sample("monitoring_metrics")
+    app = metrics.create_app(RQ_CONNECTION=redis_url, RQ_ASYNC=True)
+    async with app.test_app() as test_app:
+        async with app.app_context():
+            await metrics.resize.enqueue(5)
+            assert await drain(metrics.rq, app) == 1
+        response = await test_app.test_client().get("/metrics")
+        text = await response.get_data(as_text=True)
+    assert response.headers["Content-Type"].startswith("text/plain")
+    assert 'aiorq_jobs_enqueued_total{queue="default"} 1.0' in text
+    assert 'aiorq_jobs_total{outcome="finished",queue="default"} 1.0' in text
+    assert 'aiorq_job_duration_seconds_count{queue="default"} 1.0' in text
 
 
 async def test_stock_rq_reads_our_jobs_and_we_run_its_jobs(redis_url: str) -> None:
@@ -421,8 +574,19 @@ class MailAPI(BaseHTTPRequestHandler):
         self.send_header("Content-Length", "0")
         self.end_headers()
 
+    def do_GET(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
     def log_message(self, *args: Any) -> None:
         pass
+
+
+@pytest.fixture
+def web_server(mail_api: str) -> str:
+    """A local web server that answers 200 to a GET."""
+    return mail_api.removesuffix("send")
 
 
 @pytest.fixture
@@ -495,7 +659,7 @@ async def test_recipe_periodic_cleanup(redis_url: str, sync_redis: redis.Redis) 
         await recipe.rq.state().pools.aclose()
 
 
-def test_recipe_database_connection_per_thread(redis_url: str, tmp_path: Path) -> None:
+def test_recipe_database_pool_per_worker(redis_url: str, tmp_path: Path) -> None:
     recipe = sample("recipe_db_pool")
     app = Flask(__name__)
     app.config.update(RQ_CONNECTION=redis_url, RQ_ASYNC=True, DATABASE=str(tmp_path / "app.db"))
@@ -503,7 +667,8 @@ def test_recipe_database_connection_per_thread(redis_url: str, tmp_path: Path) -
 
     async def enqueue_and_run() -> list[Any]:
         jobs = [await recipe.record_visit.enqueue("/home") for _ in range(3)]
-        await burst(recipe.rq.make_worker(app=app, concurrency=1))
+        await burst(recipe.rq.make_worker(app=app, concurrency=2))
+        assert "db" not in app.extensions  # closed by the shutdown hook
         values = [await job.return_value() for job in jobs]
         await recipe.rq.state(app).pools.aclose()
         return values
