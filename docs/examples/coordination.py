@@ -47,6 +47,17 @@ async def publish_report(report_id: int) -> str | Retry:
     return f"report {report_id} published"
 
 
+@rq.job
+async def export_everything() -> None:
+    await asyncio.sleep(3600)  # stands in for a long export
+
+
+async def stop_export(job: Job) -> bool:
+    """Ask the worker running it to stop it: it ends ``stopped``. False when no worker
+    runs it (still queued, already ended, or its worker is gone)."""
+    return await job.stop()
+
+
 def summarize(count: int) -> str:
     return f"{count} orders summarized"
 
@@ -67,14 +78,3 @@ async def summary_after(orders: list[Job]) -> Job:
         depends_on=Dependency(jobs=ids, allow_failure=True, enqueue_at_front=True),
         on_success=Callback(notify_ops, timeout=30),
     )
-
-
-@rq.job
-async def export_everything() -> None:
-    await asyncio.sleep(3600)  # stands in for a long export
-
-
-async def stop_export(job: Job) -> bool:
-    """Ask the worker running it to stop it: it ends ``stopped``. False when no worker
-    runs it (still queued, already ended, or its worker is gone)."""
-    return await job.stop()
