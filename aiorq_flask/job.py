@@ -46,8 +46,8 @@ _TS_TEXT = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,6})?Z")
 
 
 class JobStatus(str, enum.Enum):
-    """rq's job statuses. Never 3.0's ``ready_to_enqueue`` or ``rate_limited``: 2.12 fails
-    to read a job in either."""
+    """rq's job statuses. Never 3.0's ``ready_to_enqueue``; ``rate_limited`` only for a job
+    enqueued with a ``RateLimit`` (a 3.0 feature: 2.12 fails to read a job in that status)."""
 
     CREATED = "created"
     QUEUED = "queued"
@@ -58,6 +58,7 @@ class JobStatus(str, enum.Enum):
     FAILED = "failed"
     STOPPED = "stopped"
     CANCELED = "canceled"
+    RATE_LIMITED = "rate_limited"  # waiting for a slot of its RateLimit
 
 
 class ResultType(enum.IntEnum):

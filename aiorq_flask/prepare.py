@@ -31,6 +31,8 @@ from .job import (
     validate_job_id,
 )
 from .payload import BIG_DATA, describe_call, encode_data
+from .rate_limit import RateLimit, rate_limit_of
+from .repeat import repeat_of
 from .serializer import MsgpackSerializer
 
 # The job hash as enqueue.lua writes it (spec §5.1), named here and rendered into its
@@ -63,6 +65,8 @@ ENQUEUE_OPTIONS = frozenset(
         "on_success",
         "on_failure",
         "on_stopped",
+        "rate_limit",
+        "repeat",
     }
 )
 
@@ -151,12 +155,14 @@ class EnqueueData:
     depends_on: tuple[str, ...]
     allow_dependency_failures: bool
     fields: dict[str, EncodableT]  # the hash fields a job has only when an option is set
+    rate_limit: RateLimit | None = None  # queued through its limit (scripts/rate_limit.lua)
 
     def script_args(self, origin: str, status: JobStatus, where: str) -> list[EncodableT]:
         """``enqueue.lua``'s arguments for writing this job with ``status`` (which the
         script turns into ``deferred`` if a parent is not done)."""
         fields = self.fields
-        may_wait = status in (JobStatus.SCHEDULED, JobStatus.DEFERRED) or self.depends_on
+        waiting = (JobStatus.SCHEDULED, JobStatus.DEFERRED, JobStatus.RATE_LIMITED)
+        may_wait = status in waiting or self.depends_on
         if may_wait and self.at_front:
             fields = {**fields, "enqueue_at_front": 1}  # rq's flag for a later push
         values: dict[str, EncodableT] = {
@@ -207,6 +213,31 @@ def _option_fields(
     return fields
 
 
+def _add_callback_fields(fields: dict[str, EncodableT], callbacks: Mapping[str, Any]) -> None:
+    for kind, value in callbacks.items():
+        callback = _callback(f"on_{kind}", value)
+        if callback is not None:
+            fields[f"{kind}_callback_name"], fields[f"{kind}_callback_timeout"] = callback
+
+
+def _add_limit_and_repeat_fields(
+    fields: dict[str, EncodableT], rate_limit: Any, repeat: Any, result_ttl: int | None
+) -> RateLimit | None:
+    """Add rq 3.0's fields for ``rate_limit=RateLimit(...)`` and ``repeat=Repeat(...)``;
+    return the limit."""
+    limit = None if rate_limit is None else rate_limit_of(rate_limit)
+    if limit is not None:
+        fields["rate_limit_key"] = limit.key
+        fields["rate_limit_concurrency"] = limit.concurrency
+    if repeat is not None:
+        repeating = repeat_of(repeat)
+        if result_ttl == 0:
+            raise InvalidJobError("repeat needs the job kept between runs: not with result_ttl=0")
+        fields["repeats_left"] = repeating.times
+        fields["repeat_intervals"] = json.dumps(list(repeating.intervals))
+    return limit
+
+
 def prepare_job(
     func: Callable[..., Any] | str,
     args: Sequence[Any] | None = None,
@@ -226,6 +257,8 @@ def prepare_job(
     on_success: Any = None,
     on_failure: Any = None,
     on_stopped: Any = None,
+    rate_limit: Any = None,
+    repeat: Any = None,
 ) -> EnqueueData:
     """Validate and encode one job without touching Redis.
 
@@ -242,10 +275,8 @@ def prepare_job(
     dependency_ids = _dependency_ids(depends_on) if depends_on is not None else []
     fields = _option_fields(meta, ttls, retry, dependency_ids, allow_dependency_failures)
     callbacks = {"success": on_success, "failure": on_failure, "stopped": on_stopped}
-    for kind, value in callbacks.items():
-        callback = _callback(f"on_{kind}", value)
-        if callback is not None:
-            fields[f"{kind}_callback_name"], fields[f"{kind}_callback_timeout"] = callback
+    _add_callback_fields(fields, callbacks)
+    limit = _add_limit_and_repeat_fields(fields, rate_limit, repeat, ttls["result_ttl"])
     return EnqueueData(
         job_id=uuid.uuid4().hex if job_id is None else validate_job_id(job_id),
         func_name=func_name,
@@ -264,4 +295,5 @@ def prepare_job(
         depends_on=tuple(dependency_ids),
         allow_dependency_failures=allow_dependency_failures,
         fields=fields,
+        rate_limit=limit,
     )

@@ -6,7 +6,8 @@
 -- (its hash has its `birth`, and no `death`) and that worker's executions set holds the
 -- member, the worker was only late (an outage) and re-asserts it at its next heartbeat.
 -- Also drops finished/failed registry entries whose expiry has passed, and workers whose
--- hash has expired (killed ones) from rq:workers and rq:workers:<q>.
+-- hash has expired (killed ones) from rq:workers and rq:workers:<q>, and frees rate-limit
+-- slots that jobs no longer need (lib/rate_limit.lua's rl_clean).
 -- ARGV: now (float), now (rq ts), base64 exc_string for failed jobs, default failure ttl,
 --       max members per queue, then the queue names.
 local C = {worker = '', now = tonumber(ARGV[1]), now_text = ARGV[1], ts = ARGV[2],
@@ -44,11 +45,13 @@ local function rescue(queue, member)
   if redis.call('HGET', KEY.job(id), 'status') == STATUS.STARTED then
     local origin = redis.call('HGET', KEY.job(id), 'origin')
     if not origin or origin == '' then origin = queue end
+    local limit = rl_key_of(id)
     if record_abandoned(C, id, origin, exc) then
       swept.requeued = swept.requeued + 1
     else
       swept.failed = swept.failed + 1
     end
+    rl_release(limit, id, C.ts, C.now)  -- requeued, it keeps its slot
   end
 end
 
@@ -58,4 +61,5 @@ for i = 6, #ARGV do
     rescue(ARGV[i], member)
   end
 end
+rl_clean(C.ts, C.now)
 return REPLY(swept)
