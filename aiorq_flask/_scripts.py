@@ -150,6 +150,7 @@ class Script:
 
 
 ENQUEUE = Script("enqueue", extra=new_job_fields())
+CRON = Script("enqueue", libraries=("cron",), extra=new_job_fields())  # a tick's enqueue
 CLAIM = Script("claim", reply=Claimed)
 FINISH = Script("finish", libraries=("rate_limit", "outcomes", "repeat"))
 HEARTBEAT = Script("heartbeat", reply=Beat, libraries=("rate_limit", "outcomes"))

@@ -6,8 +6,9 @@ A few cooperating tasks around one stop request:
   popped and booked in ``rq:wip`` in one Lua call) and blocks while all queues are empty;
 - each job runs as its own task: ``async def`` on the loop, plain functions in threads;
 - the finisher writes outcomes, batching whatever has ended into one round trip;
-- upkeep: heartbeat, sweep (rescue jobs of dead workers), scheduler, and the pub/sub
-  listener for rq's stop-job command.
+- upkeep: heartbeat, sweep (rescue jobs of dead workers), scheduler (due scheduled jobs
+  and periodic jobs; off with ``scheduler=False``), and the pub/sub listener for rq's
+  stop-job command.
 """
 
 from __future__ import annotations
@@ -58,6 +59,7 @@ from ..job import (
 from ..outcomes import Ended, record
 from ..payload import BIG_DATA, decode_data
 from . import _bookkeeping
+from ._cron import PASS_SECONDS, CronPass, crons_for
 from ._loops import Backoff, RedisHealth, every
 
 if TYPE_CHECKING:
@@ -173,6 +175,7 @@ class Worker:
         result_ttl: int = DEFAULT_RESULT_TTL,
         failure_ttl: int = DEFAULT_FAILURE_TTL,
         allow_modules: Sequence[str] = (),
+        scheduler: bool = True,
     ) -> None:
         served = state.plan.queues_on(connection)
         if queues is None:
@@ -203,6 +206,8 @@ class Worker:
         self.allowlist = _allowlist(state, allow_modules)
         self.max_job_bytes = state.plan.max_job_bytes
         self.wip_ttl = _bookkeeping.wip_ttl(heartbeat)
+        self.scheduler = scheduler  # cron, due scheduled jobs and delayed retries
+        self._crons = CronPass(crons_for(state.crons, state.plan.queues, self.queues), state.queues)
         self._pools = state.pools
         self._queue_keys = [keys.queue(q) for q in self.queues]
         self._registration = _bookkeeping.registration(self.name, self.queues, now_ts())
@@ -333,7 +338,10 @@ class Worker:
 
     def _start_upkeep(self, group: TaskGroup) -> None:
         group.start_soon(every, self.heartbeat / 2, self._upkeep, self._health)
-        group.start_soon(every, 1.0, self._schedule, self._health)
+        if self.scheduler:
+            group.start_soon(every, 1.0, self._schedule, self._health)
+            if self._crons.jobs:
+                group.start_soon(every, PASS_SECONDS, self._cron, self._health)
         group.start_soon(self._listen_for_commands)
 
     async def _drain(self) -> None:
@@ -815,6 +823,9 @@ class Worker:
         moved = await _bookkeeping.schedule(self.multiplexer, self.name, self.queues)
         if moved:
             log.info("scheduler moved %d due jobs onto their queues", moved)
+
+    async def _cron(self) -> None:
+        await self._crons.run()
 
     async def _listen_for_commands(self) -> None:
         """rq's worker commands on ``rq:pubsub:<name>``: stop-job, shutdown, kill-horse.
