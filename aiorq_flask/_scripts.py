@@ -154,7 +154,7 @@ CRON = Script("enqueue", libraries=("cron",), extra=new_job_fields())  # a tick'
 CLAIM = Script("claim", reply=Claimed)
 FINISH = Script("finish", libraries=("rate_limit", "outcomes", "repeat"))
 HEARTBEAT = Script("heartbeat", reply=Beat, libraries=("rate_limit", "outcomes"))
-SWEEP = Script("sweep", reply=Swept, libraries=("rate_limit", "outcomes"))
+SWEEP = Script("sweep", reply=Swept, libraries=("rate_limit", "rate_limit_clean", "outcomes"))
 SCHEDULE = Script("schedule", libraries=("rate_limit",))
 RATE_LIMIT = Script("rate_limit", libraries=("rate_limit",))
 RELEASE_LOCKS = Script("release_locks")

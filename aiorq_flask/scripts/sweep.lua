@@ -7,7 +7,7 @@
 -- member, the worker was only late (an outage) and re-asserts it at its next heartbeat.
 -- Also drops finished/failed registry entries whose expiry has passed, and workers whose
 -- hash has expired (killed ones) from rq:workers and rq:workers:<q>, and frees rate-limit
--- slots that jobs no longer need (lib/rate_limit.lua's rl_clean).
+-- slots that jobs no longer need (lib/rate_limit_clean.lua).
 -- ARGV: now (float), now (rq ts), base64 exc_string for failed jobs, default failure ttl,
 --       max members per queue, then the queue names.
 local C = {worker = '', now = tonumber(ARGV[1]), now_text = ARGV[1], ts = ARGV[2],
