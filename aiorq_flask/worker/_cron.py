@@ -17,6 +17,7 @@ from ..errors import ConfigError
 from ..job import JobStatus, epoch_ts
 
 if TYPE_CHECKING:
+    from .._state import AppState
     from ..cron import CronJob
     from ..queue import Queue
 
@@ -47,6 +48,11 @@ class CronPass:
         self.jobs = jobs
         self._queues = queues
         self._settled: dict[str, int] = {}
+
+    @classmethod
+    def serving(cls, state: AppState, served: Sequence[str]) -> CronPass:
+        """The pass for the periodic jobs of the ``served`` queues of ``state``'s app."""
+        return cls(crons_for(state.crons, state.plan.queues, served), state.queues)
 
     async def run(self) -> int:
         """Offer every newly due tick; return how many jobs were enqueued."""

@@ -59,7 +59,7 @@ from ..job import (
 from ..outcomes import Ended, record
 from ..payload import BIG_DATA, decode_data
 from . import _bookkeeping
-from ._cron import PASS_SECONDS, CronPass, crons_for
+from ._cron import PASS_SECONDS, CronPass
 from ._loops import Backoff, RedisHealth, every
 
 if TYPE_CHECKING:
@@ -157,7 +157,9 @@ class Worker:
     the jobs it runs back on their queues.
 
     It runs only the functions ``RQ_WORKER_ALLOWED_MODULES`` and ``allow_modules`` allow
-    (see ``aiorq_flask.allowlist``), or any function when neither is set.
+    (see ``aiorq_flask.allowlist``), or any function when neither is set. With
+    ``scheduler=False`` it enqueues no periodic job and moves no due scheduled job or
+    delayed retry onto its queue (``--no-scheduler``).
     """
 
     def __init__(
@@ -206,8 +208,7 @@ class Worker:
         self.allowlist = _allowlist(state, allow_modules)
         self.max_job_bytes = state.plan.max_job_bytes
         self.wip_ttl = _bookkeeping.wip_ttl(heartbeat)
-        self.scheduler = scheduler  # cron, due scheduled jobs and delayed retries
-        self._crons = CronPass(crons_for(state.crons, state.plan.queues, self.queues), state.queues)
+        self.scheduler, self._crons = scheduler, CronPass.serving(state, self.queues)
         self._pools = state.pools
         self._queue_keys = [keys.queue(q) for q in self.queues]
         self._registration = _bookkeeping.registration(self.name, self.queues, now_ts())
