@@ -10,9 +10,13 @@ the next ones through in the same script call (``scripts/lib/rate_limit.lua``). 
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any
 
+from redis.asyncio.client import Pipeline
+
+from . import keys
 from .errors import InvalidJobError
 
 
@@ -44,3 +48,12 @@ def rate_limit_of(value: Any) -> RateLimit:
     if hasattr(value, "key") and hasattr(value, "concurrency"):
         return RateLimit(value.key, value.concurrency)
     raise InvalidJobError(f"rate_limit={value!r} is not a RateLimit(key, concurrency)")
+
+
+def wait_in(pipe: Pipeline, job_id: str, key: str, concurrency: int) -> None:
+    """Queue in a MULTI the writes that put a job (its hash written ``rate_limited``) in
+    line for a slot of ``key``. Nothing lets it through at once: the next step that fills
+    the key's slots does (a job of the key ending, or a worker's sweep)."""
+    pipe.sadd(keys.rl_keys(), key)
+    pipe.hset(keys.rate_limit(key), "concurrency", concurrency)
+    pipe.zadd(keys.rl_waiting(key), {job_id: time.time()})

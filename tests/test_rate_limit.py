@@ -183,3 +183,21 @@ def enqueue_jobs_limited(redis_url: str, key: str, count: int) -> list[str]:
     return enqueue_jobs(
         redis_url, OVERLAP, (redis_url, key, 0.2), count=count, rate_limit=RateLimit("api", 3)
     )
+
+
+async def test_a_requeued_failed_job_goes_back_in_line_for_a_slot(
+    quart_rq: AsyncRQ, queue: Queue, sync_redis: redis.Redis
+) -> None:
+    limit = RateLimit("again", 1)
+    job = await queue.enqueue("tests.tasks.fail", rate_limit=limit)
+    await burst(quart_rq.make_worker())
+    assert statuses(sync_redis, [job.id]) == ["failed"]
+
+    await queue.failed.requeue(job.id)
+
+    assert statuses(sync_redis, [job.id]) == ["rate_limited"]
+    assert sync_redis.zrange("rq:rl:again:rate_limited", 0, -1) == [job.id.encode()]
+    async with serving(quart_rq.make_worker(heartbeat=0.2), sync_redis):
+        await async_wait_until(
+            lambda: sync_redis.xlen(f"rq:results:{job.id}") == 2, what="the requeued job to run"
+        )
