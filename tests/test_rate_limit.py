@@ -16,7 +16,8 @@ from rq import Queue as RQQueue
 from rq.rate_limit import RateLimit as RQRateLimit
 from rq.rate_limit import RateLimitRegistry
 
-from aiorq_flask import AsyncRQ, InvalidJobError, JobStatus, Queue, RateLimit
+from aiorq_flask import AsyncRQ, InvalidJobError, JobStatus, Queue, RateLimit, Retry
+from aiorq_flask.worker import _bookkeeping
 
 from .apps.worker_support import (
     all_have_status,
@@ -201,3 +202,25 @@ async def test_a_requeued_failed_job_goes_back_in_line_for_a_slot(
         await async_wait_until(
             lambda: sync_redis.xlen(f"rq:results:{job.id}") == 2, what="the requeued job to run"
         )
+
+
+async def test_a_dead_workers_job_the_sweep_fails_lets_the_next_one_through_at_once(
+    quart_rq: AsyncRQ, queue: Queue, sync_redis: redis.Redis
+) -> None:
+    limit = RateLimit("dead", 1)
+    lost = await queue.enqueue("tests.tasks.add", 1, 1, rate_limit=limit, retry=Retry(1))
+    waiting = await queue.enqueue("tests.tasks.add", 2, 2, rate_limit=limit)
+    # as a killed worker leaves it: claimed, started, its retries used up, its booking expired
+    sync_redis.lrem("rq:queue:default", 0, lost.id)
+    sync_redis.hset(
+        lost.key, mapping={"status": "started", "worker_name": "gone", "retries_left": 0}
+    )
+    sync_redis.zadd("rq:wip:default", {f"{lost.id}:{'0' * 32}": 1})
+
+    worker = quart_rq.make_worker()
+    swept = await _bookkeeping.sweep(worker.multiplexer, worker.queues, worker.failure_ttl)
+
+    assert (swept.requeued, swept.failed) == (0, 1)
+    assert statuses(sync_redis, [lost.id, waiting.id]) == ["failed", "queued"]
+    assert await queue.job_ids() == [waiting.id]
+    assert sync_redis.zrange("rq:rl:dead:allowed", 0, -1) == [waiting.id.encode()]

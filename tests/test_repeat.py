@@ -6,8 +6,11 @@ repeats our jobs as ours do.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 import redis
+from quart import Quart
 from rq.repeat import Repeat as RQRepeat
 
 from aiorq_flask import AsyncRQ, InvalidJobError, Queue, Repeat
@@ -92,3 +95,18 @@ async def test_bad_repeats_are_refused_before_anything_is_written(
         await queue.enqueue("tests.tasks.add", 1, 2, repeat=Repeat(1), result_ttl=0)
 
     assert sync_redis.dbsize() == 0
+
+
+async def test_an_eager_job_with_a_repeat_runs_once(
+    make_quart_app: Callable[..., Quart], sync_redis: redis.Redis, redis_url: str
+) -> None:
+    app = make_quart_app(RQ_ASYNC=False)
+    rq = AsyncRQ(app)
+    key = unique_name("runs")
+    async with app.app_context():
+        job = await rq.queue.enqueue(RECORD, redis_url, key, "ran", repeat=Repeat(2))
+        await rq.state().pools.aclose()
+
+    assert sync_redis.lrange(key, 0, -1) == [b"ran"]
+    assert status(sync_redis, job.id) == "finished"
+    assert sync_redis.llen("rq:queue:default") == 0
