@@ -140,7 +140,8 @@ class Queue:
         """Write one job; return the status written (``deferred`` if a parent waits).
 
         Over the shared multiplexed connection, unless its payload is big: then in a MULTI
-        on a pooled connection of its own, so no other caller waits behind it.
+        on a pooled connection of its own, so no other caller waits behind it; so is a
+        rate-limited job (two scripts, one atomic step).
         """
         if len(data.payload) <= BIG_DATA and data.rate_limit is None:
             written = await _scripts.ENQUEUE(

@@ -20,7 +20,7 @@ import pytest
 import redis
 from quart import Quart
 
-from aiorq_flask import AsyncRQ, ConfigError, InvalidJobError
+from aiorq_flask import AsyncRQ, ConfigError, InvalidJobError, RateLimit
 from aiorq_flask.cron import CronJob, cron_job
 from aiorq_flask.worker._cron import CronPass, enqueue_tick
 
@@ -264,3 +264,17 @@ def test_a_worker_restarted_mid_run_neither_skips_nor_repeats_a_tick(
     ticks = _cron_ticks(sync_redis)
     assert ticks[0] <= first + every
     assert ticks == [ticks[0] + every * n for n in range(len(ticks))], "a tick skipped or doubled"
+
+
+async def test_a_rate_limited_periodic_job_waits_for_a_slot_like_any_other(
+    quart_rq: AsyncRQ, sync_redis: redis.Redis
+) -> None:
+    limited = cron_job("tests.tasks.add", interval=10, args=(1, 2), rate_limit=RateLimit("r", 1))
+    await quart_rq.queue.enqueue("tests.tasks.add", 0, 0, rate_limit=RateLimit("r", 1))
+    sync_redis.hset("rq:cron:tests.tasks.add", "tick", 0)
+
+    assert await enqueue_tick(quart_rq.queue, limited, 10)
+    assert not await enqueue_tick(quart_rq.queue, limited, 10)
+
+    assert sync_redis.hget("rq:job:cron-tests_tasks_add-10", "status") == b"rate_limited"
+    assert sync_redis.zrange("rq:rl:r:rate_limited", 0, -1) == [b"cron-tests_tasks_add-10"]
