@@ -12,6 +12,7 @@ import re
 import signal
 import sys
 import time
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -29,6 +30,7 @@ from .apps.worker_support import (
     all_have_status,
     async_wait_until,
     is_registered,
+    other_db_url,
     serving,
     unique_name,
     wait_until,
@@ -92,7 +94,9 @@ def test_the_name_defaults_to_the_functions_path() -> None:
     assert (decorated.queue, decorated.options) == ("email", {"job_timeout": 30})
 
 
-def test_registering_a_name_twice_is_an_error_naming_it(make_quart_app: type[Quart]) -> None:
+def test_registering_a_name_twice_is_an_error_naming_it(
+    make_quart_app: Callable[..., Quart],
+) -> None:
     rq = AsyncRQ(make_quart_app())
     rq.register_cron("tests.tasks.add", interval=60, name="nightly")
 
@@ -104,7 +108,7 @@ def test_registering_a_name_twice_is_an_error_naming_it(make_quart_app: type[Qua
 
 
 def test_a_periodic_job_on_an_unconfigured_queue_stops_the_worker_at_start(
-    make_quart_app: type[Quart],
+    make_quart_app: Callable[..., Quart],
 ) -> None:
     app = make_quart_app()
     rq = AsyncRQ(app)
@@ -278,3 +282,24 @@ async def test_a_rate_limited_periodic_job_waits_for_a_slot_like_any_other(
 
     assert sync_redis.hget("rq:job:cron-tests_tasks_add-10", "status") == b"rate_limited"
     assert sync_redis.zrange("rq:rl:r:rate_limited", 0, -1) == [b"cron-tests_tasks_add-10"]
+
+
+async def test_a_periodic_job_is_enqueued_by_the_workers_of_its_queues_own_connection(
+    make_quart_app: Callable[..., Quart],
+    redis_url: str,
+    sync_redis: redis.Redis,
+    email_redis: redis.Redis,
+) -> None:
+    app = make_quart_app(
+        RQ_QUEUES=["default", "email"], RQ_QUEUE_CONNECTIONS={"email": other_db_url(redis_url)}
+    )
+    rq = AsyncRQ(app)
+    rq.register_cron("tests.tasks.add", interval=1, args=(1, 2), queue="email", name="mail")
+    email_redis.hset("rq:cron:mail", "tick", 0)
+    async with app.app_context():
+        on_default, on_email = rq.make_worker("default"), rq.make_worker("email")
+        assert await on_default._crons.run() == 0
+        assert await on_email._crons.run() == 1
+        await rq.state().pools.aclose()
+
+    assert (email_redis.llen("rq:queue:email"), sync_redis.llen("rq:queue:email")) == (1, 0)
