@@ -9,7 +9,8 @@ Each script is loaded behind a preamble rendered from Python: the ``KEY`` table 
 ``keys.py``, the ``STATUS`` table from ``JobStatus``, the ``OUTCOME`` table from
 ``Outcome``, and ``REPLY``, which builds the script's reply from named fields in
 the order of the named tuple that decodes it. So no script spells a key, a status or the
-order of its reply. Scripts that record outcomes also get ``scripts/lib/outcomes.lua``.
+order of its reply. Scripts that record outcomes also get ``scripts/lib/outcomes.lua``;
+those that may let a rate-limited job through, ``scripts/lib/rate_limit.lua``.
 """
 
 from __future__ import annotations
@@ -151,10 +152,12 @@ class Script:
 
 
 ENQUEUE = Script("enqueue", extra=new_job_fields())
+CRON = Script("enqueue", libraries=("cron",), extra=new_job_fields())  # a tick's enqueue
 CLAIM = Script("claim", reply=Claimed)
-FINISH = Script("finish", libraries=("outcomes",))
-HEARTBEAT = Script("heartbeat", reply=Beat, libraries=("outcomes",))
-SWEEP = Script("sweep", reply=Swept, libraries=("outcomes",))
-SCHEDULE = Script("schedule")
+FINISH = Script("finish", libraries=("rate_limit", "outcomes", "repeat"))
+HEARTBEAT = Script("heartbeat", reply=Beat, libraries=("rate_limit", "outcomes"))
+SWEEP = Script("sweep", reply=Swept, libraries=("rate_limit", "rate_limit_clean", "outcomes"))
+SCHEDULE = Script("schedule", libraries=("rate_limit",))
+RATE_LIMIT = Script("rate_limit", libraries=("rate_limit",))
 RELEASE_LOCKS = Script("release_locks")
 EMPTY = Script("empty")

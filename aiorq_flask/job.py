@@ -34,6 +34,7 @@ from .errors import (
     NoSuchJobError,
 )
 from .payload import decode_data
+from .rate_limit import wait_in
 from .serializer import MsgpackSerializer
 
 DEFAULT_TIMEOUT = 180
@@ -47,8 +48,8 @@ _TS_TEXT = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,6})?Z")
 
 
 class JobStatus(str, enum.Enum):
-    """rq's job statuses. Never 3.0's ``ready_to_enqueue`` or ``rate_limited``: 2.12 fails
-    to read a job in either."""
+    """rq's job statuses. Never 3.0's ``ready_to_enqueue``; ``rate_limited`` only for a job
+    enqueued with a ``RateLimit`` (a 3.0 feature: 2.12 fails to read a job in that status)."""
 
     CREATED = "created"
     QUEUED = "queued"
@@ -59,6 +60,7 @@ class JobStatus(str, enum.Enum):
     FAILED = "failed"
     STOPPED = "stopped"
     CANCELED = "canceled"
+    RATE_LIMITED = "rate_limited"  # waiting for a slot of its RateLimit
 
 
 class ResultType(enum.IntEnum):
@@ -420,14 +422,19 @@ class Job:
         """Put a failed, stopped or canceled job back on its queue, as ``rq requeue`` does,
         in one atomic step: status ``queued``, out of every registry, ``started_at`` and
         ``ended_at`` cleared, its hash kept with no expiry, pushed at the back of the queue
-        (the front with ``at_front``).
+        (the front with ``at_front``). A job with a ``RateLimit`` goes back in line for a
+        slot instead (status ``rate_limited``), as in rq 3.0: the next step that fills its
+        limit's slots lets it through (a job of that limit ending, or a worker's sweep).
 
         Raises ``NoSuchJobError`` if the job is gone, ``InvalidJobOperation`` if it is in
         another status.
         """
 
-        async def read(pipe: Pipeline) -> str:
-            raw: list[bytes | None] = await pipe.hmget(self.key, ["status", "origin"])  # type: ignore[assignment]
+        waits = False  # a rate-limited job goes back in line for a slot, as in rq 3.0
+
+        async def read(pipe: Pipeline) -> tuple[str, list[bytes | None]]:
+            fields = ["status", "origin", "rate_limit_key", "rate_limit_concurrency"]
+            raw: list[bytes | None] = await pipe.hmget(self.key, fields)  # type: ignore[assignment]
             if raw[0] is None and not await pipe.exists(self.key):
                 raise NoSuchJobError(f"no job {self.id!r} in Redis (key {self.key})")
             status = _status(raw[0]) if raw[0] else None
@@ -436,9 +443,11 @@ class Job:
                     f"job {self.id!r} is {status.value if status else 'created'}: only "
                     "failed, stopped or canceled jobs can be requeued"
                 )
-            return raw[1].decode() if raw[1] else self.origin
+            return (raw[1].decode() if raw[1] else self.origin), raw[2:]
 
-        def write(pipe: Pipeline, origin: str) -> None:
+        def write(pipe: Pipeline, found: tuple[str, list[bytes | None]]) -> None:
+            nonlocal waits
+            origin, (limit_key, concurrency) = found
             registries.take_out(pipe, origin, self.id, running=())
             pipe.hset(
                 self.key,
@@ -451,10 +460,24 @@ class Job:
             )
             pipe.persist(self.key)
             pipe.sadd(keys.QUEUES, keys.queue(origin))
+            waits = bool(limit_key and concurrency and concurrency.isdigit())
+            if waits:
+                self._wait_for_slot_in(pipe, found[1], at_front)
+                return
             (pipe.lpush if at_front else pipe.rpush)(keys.queue(origin), self.id)
 
         await registries.atomically(self.connection, self.key, read, write)
-        self.status = JobStatus.QUEUED
+        self.status = JobStatus.RATE_LIMITED if waits else JobStatus.QUEUED
+
+    def _wait_for_slot_in(self, pipe: Pipeline, limit: list[bytes | None], at_front: bool) -> None:
+        """Queue in a MULTI: this job waits ``rate_limited`` for a slot of its limit
+        (``limit``: its key and concurrency as stored)."""
+        key, concurrency = limit
+        assert key is not None and concurrency is not None
+        pipe.hset(self.key, "status", JobStatus.RATE_LIMITED.value)
+        if at_front:
+            pipe.hset(self.key, "enqueue_at_front", 1)
+        wait_in(pipe, self.id, key.decode(), int(concurrency))
 
 
 def _clip(raw: bytes) -> bytes:

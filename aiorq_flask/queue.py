@@ -10,6 +10,7 @@ atomic step as the push, so a worker can never pop an id whose hash is not there
 from __future__ import annotations
 
 import functools
+import time
 import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta, timezone
@@ -25,7 +26,7 @@ from ._config import DEFAULT_MAX_JOB_BYTES
 from ._multiplexer import Multiplexer
 from .eager import as_started, run_eagerly
 from .errors import DuplicateJobError, InvalidJobError, NoSuchJobError
-from .job import Job, JobStatus
+from .job import Job, JobStatus, epoch_ts
 from .payload import BIG_DATA, looks_big
 from .prepare import ENQUEUE_OPTIONS, EnqueueData, prepare_job
 from .registries import (
@@ -146,6 +147,9 @@ class Queue:
         atomic step, a big payload's plain ``HSET`` (see ``payload.BIG_DATA``)."""
         if data.data_beside:
             pipe.hset(keys.job(data.job_id), "data", data.payload)
+        if data.rate_limit is not None and status is JobStatus.QUEUED:
+            _rate_limited_write_in(pipe, self.write_args(data, JobStatus.RATE_LIMITED, ""))
+            return
         _scripts.ENQUEUE.call_in(pipe, *self.write_args(data, status, where))
 
     async def _write(
@@ -156,14 +160,21 @@ class Queue:
 
         Over the shared multiplexed connection, unless its payload is big: then in a MULTI
         on a connection of its own, sent from a thread, so neither this loop nor any other
-        caller waits behind it.
+        caller waits behind it. A rate-limited job is two scripts in one MULTI, on a pooled
+        connection.
         """
-        if len(data.payload) <= BIG_DATA:
+        if data.rate_limit is None and len(data.payload) <= BIG_DATA:
             written = await _scripts.ENQUEUE(
                 self.multiplexer, *self.write_args(data, status, where)
             )
-        else:
+        elif data.rate_limit is None:
             written = await self._write_big(data, status, where)
+        else:
+            async with self.connection.pipeline(transaction=True) as pipe:
+                _scripts.ENQUEUE.load_in(pipe)
+                _scripts.RATE_LIMIT.load_in(pipe)
+                self._write_in(pipe, data, status, where)
+                written = (await pipe.execute())[-1]
         if written is None:
             raise DuplicateJobError(
                 f"job {data.job_id!r} exists already (unique=True): nothing was written"
@@ -226,12 +237,17 @@ class Queue:
         if self.eager:
             return [await self._run_eagerly(data) for data in jobs]
         connection = self.connection
+        limited = any(data.rate_limit is not None for data in jobs)
         async with connection.pipeline(transaction=True) as pipe:
             _scripts.ENQUEUE.load_in(pipe)
+            if limited:
+                _scripts.RATE_LIMIT.load_in(pipe)
             for data in jobs:
                 self._write_in(pipe, data, JobStatus.QUEUED)
             replies = await pipe.execute()
-        written = [reply for reply in replies[1:] if isinstance(reply, bytes)]  # not HSETs'
+        written = [reply for reply in replies[1 + limited :] if isinstance(reply, bytes)]
+        if limited:  # a rate-limited job's status is its second script's reply
+            written = _last_statuses(jobs, written)
         enqueued = [
             self._job(data, connection, JobStatus(status.decode()))
             for data, status in zip(jobs, written, strict=True)
@@ -369,3 +385,23 @@ class Queue:
     def canceled(self) -> CanceledJobRegistry:
         """The jobs canceled before they ran."""
         return CanceledJobRegistry(self)
+
+
+def _rate_limited_write_in(pipe: Pipeline, write_args: tuple[list[str], list[EncodableT]]) -> None:
+    """A rate-limited job's write in a MULTI: ``enqueue.lua`` writes it ``rate_limited``
+    without a push, then ``rate_limit.lua`` lets it through or leaves it waiting for a
+    slot, in the same atomic step (``aiorq_flask.rate_limit``)."""
+    keys_, args = write_args
+    _scripts.ENQUEUE.call_in(pipe, keys_, args)
+    now = time.time()
+    _scripts.RATE_LIMIT.call_in(pipe, [], [args[0], repr(now), epoch_ts(now)])
+
+
+def _last_statuses(jobs: Sequence[EnqueueData], replies: Sequence[bytes]) -> list[bytes]:
+    """Each job's status from ``enqueue_many``'s script replies: a rate-limited job has
+    two (written, then after its limit), the others one."""
+    statuses, at = [], 0
+    for data in jobs:
+        at += 2 if data.rate_limit is not None else 1
+        statuses.append(replies[at - 1])
+    return statuses
