@@ -25,6 +25,8 @@ COLORS = {
     "arq": "#1f77b4",
     "saq": "#2ca02c",
     "dramatiq": "#9467bd",
+    "streaq": "#ff7f0e",
+    "taskiq": "#17becf",
 }
 
 
