@@ -38,18 +38,20 @@ METHOD = """\
   prints READY just before entering its loop (interpreter start-up and imports are not
   timed) and stops when the side, polling Redis every 5 ms, sees the last job finished
   (rq and aiorq_flask: the finished registry; arq: its queue empty; saq: queued and active
-  lists empty; dramatiq: the message hash empty). Results are kept as each library does by
-  default. The no-op is each library's native fast path: a coroutine for aiorq_flask, arq
-  and saq, a plain function for rq and dramatiq.
+  lists empty; dramatiq: the message hash empty; streaq: N entries in its results index;
+  taskiq: every stream entry read by its consumer group, none pending). Results are kept
+  as each library does by default (taskiq, like dramatiq, keeps none unless given a
+  result backend). The no-op is each library's native fast path: a coroutine for
+  aiorq_flask, arq, saq, streaq and taskiq, a plain function for rq and dramatiq.
 - **50 ms sleep**: the same drain with 2,000 `asyncio.sleep(0.05)` jobs at concurrency 100
   (dramatiq: an async actor through its AsyncIO middleware, 100 worker threads).
 - **Latency under load**: one worker at its defaults (aiorq_flask: concurrency 10,
   prefetch 1) serving a `high` queue first and `default` second, 10,000 no-op jobs waiting
-  on `default`; then single jobs on `high`, each enqueued and waited for (200 at most),
-  p50 and p99. A sample is counted only if the backlog was not empty when it ended; the
-  notes say when it ran out. streaq: two priorities; rq: a worker listening on both
-  queues in order. The other peers serve one queue per worker with no priority between
-  queues.
+  on `default`; then single jobs on `high`, each enqueued and waited for (200 at most,
+  for 20 s at most), p50 and p99. A sample is counted only if the backlog was not empty
+  when it ended; the notes say when a run took fewer. streaq: two priorities; rq: a
+  worker listening on both queues in order. The other peers serve one queue per worker
+  with no priority between queues.
 - **Latency**: one idle worker at its default settings, then enqueue one job and wait for
   its result, 200 times in a row (after 3 warm-up jobs); p50 and p99 by nearest rank.
   Waiting uses each library's own result API: `job.latest_result(timeout=...)` (XREAD

@@ -238,7 +238,7 @@ SCENARIOS = (
         group="loaded",
         side_scenario="latency_loaded",
         n=10_000,
-        timeout_s=60,
+        timeout_s=90,
         metrics=(
             Metric("loaded_p50", "latency, high queue, 10,000 backlog: p50", "ms", False, _p50),
             Metric("loaded_p99", "latency, high queue, 10,000 backlog: p99", "ms", False, _p99),

@@ -38,7 +38,8 @@ LATENCY_WARMUP = 3  # jobs run before the latency samples, to warm worker and co
 READY_TIMEOUT_S = 30.0
 CPU_POLL_S = 0.05  # a drain measured for Redis CPU polls rarely: the polls cost CPU too
 CONCURRENT_TASKS = 100
-LOADED_SAMPLES = 200  # single jobs timed on the high queue while a backlog drains
+LOADED_SAMPLES = 200  # single jobs timed on the high queue while a backlog drains...
+LOADED_BUDGET_S = 20.0  # ...for this long at most (a slow peer takes fewer samples)
 RESULT_PREFIX = "RESULT "
 _PR_SET_PDEATHSIG = 1
 
@@ -143,10 +144,7 @@ class WorkerProcess:
 
     def peak_rss_kib(self) -> int:
         """Return VmHWM (peak resident set) of the worker process, in KiB."""
-        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1])
-        raise RuntimeError(f"no VmHWM for pid {self.pid}")
+        return peak_rss_kib(self.pid)
 
     def stop(self) -> None:
         """SIGKILL the worker: nothing after the measurement needs a graceful shutdown."""
@@ -247,7 +245,7 @@ def run(scenarios: dict[str, Callable[[argparse.Namespace], object]]) -> None:
     args = parse_args()
     if args.scenario == "baseline":
         scenarios.get("baseline", lambda _: None)(args)
-        emit({"rss_kib": own_peak_rss_kib()})
+        emit({"rss_kib": peak_rss_kib()})
         return
     result = scenarios[args.scenario](args)
     if asyncio.iscoroutine(result):
@@ -348,12 +346,12 @@ async def concurrent_calls(call: Callable[[], Awaitable[object]], n: int) -> dic
     return {"n": n, "seconds": seconds, "p99_ms": p99, "tasks": CONCURRENT_TASKS}
 
 
-def own_peak_rss_kib() -> int:
-    """VmHWM of this process, in KiB."""
-    for line in Path("/proc/self/status").read_text().splitlines():
+def peak_rss_kib(pid: int | str = "self") -> int:
+    """VmHWM (peak resident set) of process ``pid`` (this one by default), in KiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
             return int(line.split()[1])
-    raise RuntimeError("no VmHWM in /proc/self/status")
+    raise RuntimeError(f"no VmHWM for pid {pid}")
 
 
 def baseline_rss_kib(script: str, redis_url: str, env: dict[str, str] | None = None) -> int:
