@@ -54,8 +54,6 @@ from redis.asyncio.sentinel import SentinelConnectionPool
 from . import _bulk
 from ._redis_errors import error_from_reply
 
-_MULTI, _EXEC = hiredis.pack_command(("MULTI",)), hiredis.pack_command(("EXEC",))
-
 Locate = Callable[[], Awaitable[tuple[str, int]]]
 """Where the primary is now (Sentinel): asked at every connect."""
 
@@ -71,6 +69,10 @@ UNCONFIRMED = (
 )
 
 log = logging.getLogger("aiorq_flask.replication")
+
+_WAIT_COMMAND: tuple[Any, ...] = ("WAIT", 1, REPLICA_WAIT_MS)
+_MULTI, _EXEC = hiredis.pack_command(("MULTI",)), hiredis.pack_command(("EXEC",))
+_WAIT = hiredis.pack_command(_WAIT_COMMAND)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -177,11 +179,15 @@ class Multiplexer:
         """Run ``commands`` in one ``MULTI``/``EXEC`` and return ``EXEC``'s replies.
 
         The whole transaction is packed once and written at once, so no other caller's
-        command comes between its parts. Raises the first error reply among them (a command
-        Redis refused to queue, or one that failed inside ``EXEC``) as ``execute_command``
-        does; the commands before a failed one inside ``EXEC`` have run, as in any MULTI.
+        command comes between its parts; behind Sentinel a ``WAIT`` follows it in the same
+        write, and a write no replica confirmed raises ``ConnectionError`` as a script call
+        does. Raises the first error reply among them (a command Redis refused to queue,
+        or one that failed inside ``EXEC``); the commands before a failed one inside
+        ``EXEC`` have run, as in any MULTI.
         """
         parts = [_MULTI, *(hiredis.pack_command(tuple(command)) for command in commands), _EXEC]
+        if self._replicated and asyncio.get_running_loop().time() >= self._unreplicated_until:
+            parts.append(_WAIT)
         channel = self._channel
         if channel is None or not channel.accepting:
             channel = await self._open()
@@ -189,10 +195,12 @@ class Multiplexer:
         for reply in replies:
             if isinstance(reply, BaseException):
                 raise reply
-        executed: list[Any] = replies[-1]
+        executed: list[Any] = replies[len(commands) + 1]
         for value in executed:
             if isinstance(value, _ErrorReply):
                 raise error_from_reply(str(value))
+        if len(replies) > len(commands) + 2 and replies[-1] < 1:
+            raise exceptions.ConnectionError(UNCONFIRMED)
         return executed
 
     async def evalsha(self, sha: str, numkeys: int, *keys_and_args: Any) -> Any:

@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 from redis.asyncio import Redis
-from redis.asyncio.client import Pipeline
 from redis.typing import EncodableT
 
 from . import _scripts, keys
@@ -139,15 +138,6 @@ class Queue:
             return [self.key, keys.job(data.job_id)], data.script_args(self.name, status, where)
         return [self.key], data.script_args(self.name, status, where)
 
-    def _write_in(
-        self, pipe: Pipeline, data: EnqueueData, status: JobStatus, where: str | None = None
-    ) -> None:
-        """Queue ``data``'s write in a MULTI: its script call, and before it, in the same
-        atomic step, a big payload's plain ``HSET`` (see ``payload.BIG_DATA``)."""
-        if data.data_beside:
-            pipe.hset(keys.job(data.job_id), "data", data.payload)
-        _scripts.ENQUEUE.call_in(pipe, *self.write_args(data, status, where))
-
     async def _write(
         self, data: EnqueueData, status: JobStatus = JobStatus.QUEUED, where: str | None = None
     ) -> JobStatus:
@@ -225,10 +215,7 @@ class Queue:
                 )
         if self.eager:
             return [await self._run_eagerly(data) for data in jobs]
-        if any(len(data.payload) > BIG_DATA for data in jobs):
-            written = await self._write_many_pooled(jobs)
-        else:
-            written = await self._write_many(jobs)
+        written = await self._write_many(jobs)
         connection = self.connection
         enqueued = [
             self._job(data, connection, JobStatus(status.decode()))
@@ -239,25 +226,28 @@ class Queue:
         return enqueued
 
     async def _write_many(self, jobs: list[EnqueueData]) -> list[bytes]:
-        """The MULTI packed once and written at once on the shared connection: redis-py's
-        pipeline would pack each command in Python, most of a bulk enqueue's cost."""
+        """The MULTI, packed once and written at once on the shared connection (redis-py's
+        pipeline would pack each command in Python, most of a bulk enqueue's cost); with a
+        big payload, on a connection of its own from a thread, as ``_write_big`` does."""
         script = _scripts.ENQUEUE
-        commands: list[list[EncodableT]] = [["SCRIPT", "LOAD", script.source]]
+        commands: list[tuple[EncodableT, ...]] = []
         for data in jobs:
+            if data.data_beside:
+                commands.append(("HSET", keys.job(data.job_id), "data", data.payload))
             job_keys, args = self.write_args(data, JobStatus.QUEUED)
-            commands.append(["EVALSHA", script.sha, len(job_keys), *job_keys, *args])
-        replies = await self.multiplexer.transaction(commands)
-        return list(replies[1:])
-
-    async def _write_many_pooled(self, jobs: list[EnqueueData]) -> list[bytes]:
-        """The MULTI on a pooled connection of its own when a payload is big, so no other
-        caller waits behind it on the shared one."""
-        async with self.connection.pipeline(transaction=True) as pipe:
-            _scripts.ENQUEUE.load_in(pipe)
-            for data in jobs:
-                self._write_in(pipe, data, JobStatus.QUEUED)
-            replies = await pipe.execute()
-        return [reply for reply in replies[1:] if isinstance(reply, bytes)]  # not HSETs'
+            commands.append(("EVALSHA", script.sha, len(job_keys), *job_keys, *args))
+        if len(commands) == len(jobs):
+            replies = await self.multiplexer.transaction(
+                [("SCRIPT", "LOAD", script.source), *commands]
+            )
+            return list(replies[1:])
+        *_, executed = await self.multiplexer.transfer(
+            [("SCRIPT", "LOAD", script.source), ("MULTI",), *commands, ("EXEC",)], write=True
+        )
+        for reply in executed:
+            if isinstance(reply, Exception):
+                raise reply
+        return [reply for reply in executed if isinstance(reply, bytes)]  # not HSETs'
 
     async def enqueue_call(
         self,
