@@ -91,7 +91,7 @@ METHOD = """\
   connection, each holding an HSET of a 15-field job hash, an SADD and an RPUSH: the
   writes of an RQ-format enqueue with no library code around them. An enqueue sent as one
   EVALSHA has a single reply to parse instead of five, so it can beat this floor.
-- **Reduced job counts**: to keep the whole suite under 10 minutes on 2 cores, a peer that
+- **Reduced job counts**: to keep the whole suite near 15 minutes on 2 cores, a peer that
   would need far longer at the full count runs a fixed smaller count (footnoted in the
   table). Rates are rates, so they are reported as measured; the sleep scenario's wall
   time is scaled linearly to 2,000 jobs.
@@ -148,7 +148,7 @@ def write(
         "matplotlib) and `redis-server` on PATH:",
         "",
         "```sh",
-        ".venv/bin/python -m benchmarks          # the full suite, ~20 min on 2 cores",
+        ".venv/bin/python -m benchmarks          # the full suite, ~15 min on 2 cores",
         ".venv/bin/python -m benchmarks --quick  # one repetition, a smoke run",
         ".venv/bin/python -m benchmarks --only aiorq_flask,saq --scenarios enqueue,latency",
         ".venv/bin/python -m benchmarks --quick --scale 0.1 --scenarios cpu,fleet  # a trial",

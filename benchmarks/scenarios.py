@@ -4,7 +4,7 @@ One source of truth for every number and caveat the report prints. A scenario is
 side-script run per library; a metric is one table row read from that run's result.
 
 Job counts: aiorq_flask and the floor always run the full counts the issue asks for.
-Where a peer would need far longer than the 10-minute budget allows at that count on a
+Where a peer would need far longer than the suite's time budget allows at that count on a
 2-core machine, it runs a smaller, fixed count (``REDUCED_N``) and its rate is reported
 as measured (jobs/s does not depend on the count); the 50 ms-sleep wall time is scaled
 linearly to 2,000 jobs. Every reduction is printed under the table.
