@@ -7,6 +7,7 @@ import json
 import os
 import re
 import time
+import uuid
 import zlib
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -29,6 +30,7 @@ from aiorq_flask import (
     Retry,
     SerializationError,
 )
+from aiorq_flask.job import new_job_id
 
 from . import job_funcs, tasks
 from .redis_server import RedisServer, free_port
@@ -234,6 +236,15 @@ async def test_enqueue_generates_an_id_rq_accepts(queue: Queue) -> None:
     job = await queue.enqueue(tasks.add, 1, 2)
 
     assert re.fullmatch(r"[A-Za-z0-9_-]+", job.id)
+
+
+def test_generated_ids_are_random_version_4_uuids_as_32_hex_digits() -> None:
+    ids = [new_job_id() for _ in range(1000)]
+
+    assert all(re.fullmatch(r"[0-9a-f]{32}", job_id) for job_id in ids)
+    assert all(uuid.UUID(job_id).version == 4 for job_id in ids)
+    assert all(uuid.UUID(job_id).variant == uuid.RFC_4122 for job_id in ids)
+    assert len(set(ids)) == 1000
 
 
 # -- round trips -----------------------------------------------------------------------
