@@ -47,11 +47,11 @@ METHOD = """\
   (dramatiq: an async actor through its AsyncIO middleware, 100 worker threads).
 - **Latency under load**: one worker at its defaults (aiorq_flask: concurrency 10,
   prefetch 1) serving a `high` queue first and `default` second, 10,000 no-op jobs waiting
-  on `default`; then single jobs on `high`, each enqueued and waited for (200 at most,
-  for 20 s at most), p50 and p99. A sample is counted only if the backlog was not empty
-  when it ended; the notes say when a run took fewer. streaq: two priorities; rq: a
-  worker listening on both queues in order. The other peers serve one queue per worker
-  with no priority between queues.
+  on `default`; then single jobs on `high`, each enqueued and waited for (after 3
+  warm-up jobs, 200 at most, for 20 s at most), p50 and p99. A sample is counted only
+  if the backlog was not empty when it ended; the notes say when a run took fewer.
+  streaq: two priorities; rq: a worker listening on both queues in order. The other
+  peers serve one queue per worker with no priority between queues.
 - **Latency**: one idle worker at its default settings, then enqueue one job and wait for
   its result, 200 times in a row (after 3 warm-up jobs); p50 and p99 by nearest rank.
   Waiting uses each library's own result API: `job.latest_result(timeout=...)` (XREAD
