@@ -18,11 +18,11 @@ from __future__ import annotations
 import enum
 import hashlib
 import re
+from collections.abc import Sequence
 from importlib import resources
 from typing import Any, NamedTuple
 
 import msgpack  # type: ignore[import-untyped]
-from redis.asyncio.client import Pipeline
 from redis.exceptions import NoScriptError
 
 from . import keys
@@ -120,9 +120,9 @@ def new_job_fields() -> str:
 
 
 class Script:
-    """One Lua file, called with ``await script(multiplexer, keys, args)``, or queued in a
-    transaction with ``load_in`` then ``call_in`` (loading inside the MULTI means no call in
-    it can meet ``NOSCRIPT``)."""
+    """One Lua file, called with ``await script(multiplexer, keys, args)``; a transaction
+    holding calls of it sends ``SCRIPT LOAD`` of ``source`` first, inside its MULTI, so no
+    call in it can meet ``NOSCRIPT``."""
 
     def __init__(
         self,
@@ -137,18 +137,16 @@ class Script:
         self.source = "\n".join(parts)
         self.sha = hashlib.sha1(self.source.encode()).hexdigest()
 
+    def command(self, keys: Sequence[Any], args: Sequence[Any]) -> tuple[Any, ...]:
+        """This script's call, as a command for a batch (``Multiplexer.transaction``)."""
+        return ("EVALSHA", self.sha, len(keys), *keys, *args)
+
     async def __call__(self, redis: Multiplexer, keys: list[str], args: list[Any]) -> Any:
         try:
             return await redis.evalsha(self.sha, len(keys), *keys, *args)
         except NoScriptError:
             await redis.script_load(self.source)
             return await redis.evalsha(self.sha, len(keys), *keys, *args)
-
-    def load_in(self, pipe: Pipeline) -> None:
-        pipe.script_load(self.source)
-
-    def call_in(self, pipe: Pipeline, keys: list[str], args: list[Any]) -> None:
-        pipe.evalsha(self.sha, len(keys), *keys, *args)
 
 
 ENQUEUE = Script("enqueue", extra=new_job_fields())

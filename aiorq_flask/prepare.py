@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import inspect
 import json
-import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -26,6 +25,7 @@ from .job import (
     JobStatus,
     Retry,
     format_ts,
+    new_job_id,
     parse_duration,
     validate_job_id,
 )
@@ -336,7 +336,7 @@ def prepare_job(
     fields.update(_callback_fields(on_success, on_failure, on_stopped))
     limit = _add_limit_and_repeat_fields(fields, rate_limit, repeat, ttls["result_ttl"])
     return EnqueueData(
-        job_id=uuid.uuid4().hex if job_id is None else validate_job_id(job_id),
+        job_id=new_job_id() if job_id is None else validate_job_id(job_id),
         func_name=func_name,
         args=args,
         kwargs=kwargs,

@@ -80,10 +80,11 @@ async def enqueue_tick(queue: Queue, job: CronJob, tick: int) -> bool:
         return written is not None
     keys_, args = queue.write_args(data, JobStatus.RATE_LIMITED, "")
     now = time.time()
-    async with queue.connection.pipeline(transaction=True) as pipe:
-        _scripts.CRON.load_in(pipe)
-        _scripts.RATE_LIMIT.load_in(pipe)
-        _scripts.CRON.call_in(pipe, [*keys_, state], [tick, *args])
-        _scripts.RATE_LIMIT.call_in(pipe, [], [data.job_id, repr(now), epoch_ts(now)])
-        replies = await pipe.execute()
+    replies = await queue.multiplexer.transaction(
+        [
+            *(("SCRIPT", "LOAD", script.source) for script in (_scripts.CRON, _scripts.RATE_LIMIT)),
+            _scripts.CRON.command([*keys_, state], [tick, *args]),
+            _scripts.RATE_LIMIT.command([], [data.job_id, repr(now), epoch_ts(now)]),
+        ]
+    )
     return replies[-2] is not None
