@@ -20,6 +20,7 @@ from .errors import (
 from .job import Job, JobStatus, Result, ResultType, Retry
 from .prepare import EnqueueData
 from .queue import Queue
+from .rate_limit import RateLimit
 from .registries import (
     CanceledJobRegistry,
     DeferredJobRegistry,
@@ -29,6 +30,7 @@ from .registries import (
     ScheduledJobRegistry,
     StartedJobRegistry,
 )
+from .repeat import Repeat
 from .serializer import MsgpackSerializer
 
 __all__ = [
@@ -51,6 +53,8 @@ __all__ = [
     "MsgpackSerializer",
     "NoSuchJobError",
     "Queue",
+    "RateLimit",
+    "Repeat",
     "Result",
     "ResultType",
     "Retry",

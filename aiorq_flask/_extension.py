@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import sys
 import weakref
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from datetime import timedelta, tzinfo
 from typing import Any, ParamSpec, TypeVar, overload
 
 from ._config import Plan, plan_from_config
@@ -17,6 +18,7 @@ from ._connections import ConnectionPools
 from ._hooks import Hooks
 from ._state import EXTENSION_KEY, AppState
 from .cli._click import register_cli
+from .cron import CronJob, CronRegistry, cron_job
 from .decorator import JobWrapper, make_job_decorator
 from .job import Job
 from .outcomes import Ended
@@ -61,6 +63,7 @@ class AsyncRQ:
         self._states: weakref.WeakKeyDictionary[Any, AppState] = weakref.WeakKeyDictionary()
         self._job_functions: set[str] = set()  # paths of the functions @rq.job decorated
         self._hooks = Hooks()  # decorated hooks, for each app registered from now on
+        self._crons = CronRegistry()  # periodic jobs, for every app of this extension
         if app is not None:
             self.init_app(app)
 
@@ -87,7 +90,13 @@ class AsyncRQ:
             for name in plan.queues
         }
         self._states[app] = AppState(
-            weakref.ref(app), plan, pools, queues, self._job_functions, self._hooks.copy()
+            weakref.ref(app),
+            plan,
+            pools,
+            queues,
+            self._job_functions,
+            hooks=self._hooks.copy(),
+            crons=self._crons,
         )
         app.extensions[EXTENSION_KEY] = self
         if hasattr(app, "after_serving"):  # Quart: close the serving loop's pools with it
@@ -144,6 +153,40 @@ class AsyncRQ:
             self, queue, defaults, self._job_functions
         )
         return decorate if func is None else decorate(func)
+
+    def register_cron(
+        self,
+        func: Callable[..., Any] | str,
+        *,
+        cron: str | None = None,
+        interval: float | timedelta | None = None,
+        queue: str = "default",
+        args: Sequence[Any] = (),
+        kwargs: Mapping[str, Any] | None = None,
+        name: str | None = None,
+        timezone: str | tzinfo = "UTC",
+        **enqueue_options: Any,
+    ) -> CronJob:
+        """Run ``func(*args, **kwargs)`` on ``queue`` at each tick of ``cron`` (5 fields,
+        read in ``timezone``) or every ``interval`` seconds (see ``aiorq_flask.cron``).
+
+        ``name`` defaults to the function's dotted path. Raises ``InvalidJobError`` for a
+        bad schedule or option, or a name already registered.
+        """
+        job = cron_job(
+            func,
+            cron=cron,
+            interval=interval,
+            queue=queue,
+            args=args,
+            kwargs=kwargs,
+            name=name,
+            timezone=timezone,
+            **enqueue_options,
+        )
+        self._crons.add(job)
+        self._job_functions.add(job.func)  # app code: a worker's allowlist lets it run
+        return job
 
     def make_worker(self, connection: str = "default", app: Any = None, **options: Any) -> Worker:
         """A worker serving every queue of ``connection`` (see ``aiorq_flask.worker.Worker``)."""

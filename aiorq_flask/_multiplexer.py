@@ -70,6 +70,10 @@ UNCONFIRMED = (
 
 log = logging.getLogger("aiorq_flask.replication")
 
+_WAIT_COMMAND: tuple[Any, ...] = ("WAIT", 1, REPLICA_WAIT_MS)
+_MULTI, _EXEC = hiredis.pack_command(("MULTI",)), hiredis.pack_command(("EXEC",))
+_WAIT = hiredis.pack_command(_WAIT_COMMAND)
+
 
 @dataclasses.dataclass(frozen=True)
 class Endpoint:
@@ -170,6 +174,34 @@ class Multiplexer:
         if channel is None or not channel.accepting:
             channel = await self._open()
         return await channel.call(packed)
+
+    async def transaction(self, commands: Sequence[Sequence[Any]]) -> list[Any]:
+        """Run ``commands`` in one ``MULTI``/``EXEC`` and return ``EXEC``'s replies.
+
+        The whole transaction is packed once and written at once, so no other caller's
+        command comes between its parts; behind Sentinel a ``WAIT`` follows it in the same
+        write, and a write no replica confirmed raises ``ConnectionError`` as a script call
+        does. Raises the first error reply among them (a command Redis refused to queue,
+        or one that failed inside ``EXEC``); the commands before a failed one inside
+        ``EXEC`` have run, as in any MULTI.
+        """
+        parts = [_MULTI, *(hiredis.pack_command(tuple(command)) for command in commands), _EXEC]
+        if self._replicated and asyncio.get_running_loop().time() >= self._unreplicated_until:
+            parts.append(_WAIT)
+        channel = self._channel
+        if channel is None or not channel.accepting:
+            channel = await self._open()
+        replies = await channel.call_many(b"".join(parts), len(parts))
+        for reply in replies:
+            if isinstance(reply, BaseException):
+                raise reply
+        executed: list[Any] = replies[len(commands) + 1]
+        for value in executed:
+            if isinstance(value, _ErrorReply):
+                raise error_from_reply(str(value))
+        if len(replies) > len(commands) + 2 and replies[-1] < 1:
+            raise exceptions.ConnectionError(UNCONFIRMED)
+        return executed
 
     async def evalsha(self, sha: str, numkeys: int, *keys_and_args: Any) -> Any:
         """Run a script; behind Sentinel, return once a replica has its writes too."""
@@ -391,6 +423,23 @@ class _Channel(asyncio.Protocol):
             wait: tuple[Any, ...] = ("WAIT", 1, wait_ms)
             self._owe(acked)
             self._transport.write(hiredis.pack_command(wait))
+
+    async def call_many(self, packed: bytes, count: int) -> list[Any]:
+        """Send ``count`` commands packed in one write; return their replies in order, an
+        error reply (or the connection's failure) as its exception."""
+        if self._writable is not None:
+            await asyncio.shield(self._writable)
+        if not self.accepting:
+            raise exceptions.ConnectionError("the connection was lost")
+        replies = [self._owe() for _ in range(count)]
+        self._transport.write(packed)
+        try:
+            await asyncio.wait((replies[-1],))  # replies come in order: the last comes last
+        except BaseException:
+            for reply in replies:
+                reply.cancel()  # a cancelled caller's replies are taken off and dropped
+            raise
+        return [reply.exception() or reply.result() for reply in replies]
 
     async def handshake(self, commands: Sequence[tuple[Any, ...]]) -> None:
         """Send ``commands`` in one write; raise the first error reply among theirs."""

@@ -9,7 +9,8 @@ Each script is loaded behind a preamble rendered from Python: the ``KEY`` table 
 ``keys.py``, the ``STATUS`` table from ``JobStatus``, the ``OUTCOME`` table from
 ``Outcome``, and ``REPLY``, which builds the script's reply from named fields in
 the order of the named tuple that decodes it. So no script spells a key, a status or the
-order of its reply. Scripts that record outcomes also get ``scripts/lib/outcomes.lua``.
+order of its reply. Scripts that record outcomes also get ``scripts/lib/outcomes.lua``;
+those that may let a rate-limited job through, ``scripts/lib/rate_limit.lua``.
 """
 
 from __future__ import annotations
@@ -17,11 +18,11 @@ from __future__ import annotations
 import enum
 import hashlib
 import re
+from collections.abc import Sequence
 from importlib import resources
 from typing import Any, NamedTuple
 
 import msgpack  # type: ignore[import-untyped]
-from redis.asyncio.client import Pipeline
 from redis.exceptions import NoScriptError
 
 from . import keys
@@ -119,9 +120,9 @@ def new_job_fields() -> str:
 
 
 class Script:
-    """One Lua file, called with ``await script(multiplexer, keys, args)``, or queued in a
-    transaction with ``load_in`` then ``call_in`` (loading inside the MULTI means no call in
-    it can meet ``NOSCRIPT``)."""
+    """One Lua file, called with ``await script(multiplexer, keys, args)``; a transaction
+    holding calls of it sends ``SCRIPT LOAD`` of ``source`` first, inside its MULTI, so no
+    call in it can meet ``NOSCRIPT``."""
 
     def __init__(
         self,
@@ -136,6 +137,10 @@ class Script:
         self.source = "\n".join(parts)
         self.sha = hashlib.sha1(self.source.encode()).hexdigest()
 
+    def command(self, keys: Sequence[Any], args: Sequence[Any]) -> tuple[Any, ...]:
+        """This script's call, as a command for a batch (``Multiplexer.transaction``)."""
+        return ("EVALSHA", self.sha, len(keys), *keys, *args)
+
     async def __call__(self, redis: Multiplexer, keys: list[str], args: list[Any]) -> Any:
         try:
             return await redis.evalsha(self.sha, len(keys), *keys, *args)
@@ -143,18 +148,14 @@ class Script:
             await redis.script_load(self.source)
             return await redis.evalsha(self.sha, len(keys), *keys, *args)
 
-    def load_in(self, pipe: Pipeline) -> None:
-        pipe.script_load(self.source)
-
-    def call_in(self, pipe: Pipeline, keys: list[str], args: list[Any]) -> None:
-        pipe.evalsha(self.sha, len(keys), *keys, *args)
-
 
 ENQUEUE = Script("enqueue", extra=new_job_fields())
+CRON = Script("enqueue", libraries=("cron",), extra=new_job_fields())  # a tick's enqueue
 CLAIM = Script("claim", reply=Claimed)
-FINISH = Script("finish", libraries=("outcomes",))
-HEARTBEAT = Script("heartbeat", reply=Beat, libraries=("outcomes",))
-SWEEP = Script("sweep", reply=Swept, libraries=("outcomes",))
-SCHEDULE = Script("schedule")
+FINISH = Script("finish", libraries=("rate_limit", "outcomes", "repeat"))
+HEARTBEAT = Script("heartbeat", reply=Beat, libraries=("rate_limit", "outcomes"))
+SWEEP = Script("sweep", reply=Swept, libraries=("rate_limit", "rate_limit_clean", "outcomes"))
+SCHEDULE = Script("schedule", libraries=("rate_limit",))
+RATE_LIMIT = Script("rate_limit", libraries=("rate_limit",))
 RELEASE_LOCKS = Script("release_locks")
 EMPTY = Script("empty")

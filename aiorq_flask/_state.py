@@ -7,7 +7,7 @@ reach an app's state, so they import this module, never the extension.
 from __future__ import annotations
 
 import weakref
-from collections.abc import Collection
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -16,6 +16,7 @@ from ._hooks import Hooks
 if TYPE_CHECKING:
     from ._config import Plan
     from ._connections import ConnectionPools
+    from .cron import CronJob
     from .queue import Queue
 
 EXTENSION_KEY = "aiorq"  # the extension's name in ``app.extensions``
@@ -24,8 +25,8 @@ EXTENSION_KEY = "aiorq"  # the extension's name in ``app.extensions``
 @dataclass
 class AppState:
     """What ``init_app`` built for one app: the plan, its pools, its queues, and the paths
-    of the functions its extension decorated with ``@rq.job`` (a live set, which a worker's
-    allowlist always lets run).
+    of the functions its extension decorated with ``@rq.job`` or registered as periodic
+    jobs (a live set, which a worker's allowlist always lets run), and those periodic jobs.
 
     It holds its app weakly: the state is the value of a ``WeakKeyDictionary`` keyed by
     that app, and a strong reference would keep the app alive forever.
@@ -37,6 +38,7 @@ class AppState:
     queues: dict[str, Queue]
     job_functions: Collection[str] = field(default_factory=frozenset)
     hooks: Hooks = field(default_factory=Hooks)  # what its workers run at start, stop, each job
+    crons: Iterable[CronJob] = ()  # the extension's periodic jobs (live, as job_functions)
 
     @property
     def app(self) -> Any:

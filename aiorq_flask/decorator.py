@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, Protocol, TypeVar
 
 if TYPE_CHECKING:
+    from .cron import CronJob
     from .job import Job
     from .queue import Queue
 
@@ -24,6 +25,8 @@ class QueueSource(Protocol):
     ``get_queue`` answers for the app whose context is current)."""
 
     def get_queue(self, name: str) -> Queue: ...
+
+    def register_cron(self, func: Callable[..., Any], **options: Any) -> CronJob: ...
 
 
 class JobWrapper(Generic[P, R]):
@@ -75,6 +78,13 @@ class JobWrapper(Generic[P, R]):
     async def enqueue_in(self, delay: timedelta | float, *args: P.args, **kwargs: P.kwargs) -> Job:
         return await self._queue().enqueue_in(
             delay, self.func, *args, **{**self._defaults, **kwargs}
+        )
+
+    def register_cron(self, **options: Any) -> CronJob:
+        """Run this job periodically (``rq.register_cron``'s options: ``cron=`` or
+        ``interval=``, ...), on its queue with the decorator's defaults unless given."""
+        return self._queues.register_cron(
+            self.func, **{"queue": self.queue_name, **self._defaults, **options}
         )
 
 

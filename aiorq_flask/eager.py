@@ -4,8 +4,8 @@ The job is awaited on the caller's loop (a plain function in a thread, so the lo
 blocks) under the same timeout as on a worker, and its outcome is recorded through the
 same path as a worker's: the job hash, its status and the results stream end as a worker
 would leave them. A failing job does not raise at the call site; its result records the
-failure. Retries are a worker's business: an eager job runs once. Inside it,
-``get_current_job()`` is its handle, as on a worker.
+failure. Retries and repeats are a worker's business: an eager job runs once. Inside
+it, ``get_current_job()`` is its handle, as on a worker.
 """
 
 from __future__ import annotations
@@ -31,11 +31,14 @@ from .job import DEFAULT_FAILURE_TTL, DEFAULT_RESULT_TTL, Job, now_ts
 from .outcomes import Ended, record
 from .prepare import EnqueueData
 
+# Fields that ask a worker to run a job again: an eager job runs once.
+_WORKERS_BUSINESS = ("retries_left", "retry_intervals", "repeats_left", "repeat_intervals")
+
 
 def as_started(data: EnqueueData) -> EnqueueData:
-    """``data`` as it is written for running now: started, and with no retries."""
+    """``data`` as it is written for running now: started, with no retries or repeats."""
     started = now_ts()
-    kept = {k: v for k, v in data.fields.items() if k not in ("retries_left", "retry_intervals")}
+    kept = {k: v for k, v in data.fields.items() if k not in _WORKERS_BUSINESS}
     return dataclasses.replace(
         data, retry=None, fields={**kept, "started_at": started, "last_heartbeat": started}
     )

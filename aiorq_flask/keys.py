@@ -48,6 +48,14 @@ TEMPLATES: dict[str, str] = {
     "pubsub": "{p}:pubsub:{0}",
     "scheduler": "{p}:scheduler:{0}",
     "scheduler_lock": "{p}:scheduler-lock:{0}",
+    # rq 3.0's concurrency limits (rq/rate_limit.py): the known limit keys; per key its
+    # config hash, the jobs holding a slot and the jobs waiting for one.
+    "rl_keys": "{p}:rl-keys",
+    "rate_limit": "{p}:rl:{0}",
+    "rl_allowed": "{p}:rl:{0}:allowed",
+    "rl_waiting": "{p}:rl:{0}:rate_limited",
+    # ours: a periodic job's last enqueued tick (rq's own cron keeps no such record)
+    "cron": "{p}:cron:{0}",
 }
 
 _ESCAPED = PREFIX.replace("{", "{{").replace("}", "}}")  # rq allows braces (hash tags)
@@ -119,6 +127,26 @@ def pubsub(worker_name: str) -> str:
 
 def scheduler(name: str) -> str:
     return _T["scheduler"].format(name)
+
+
+def rl_keys() -> str:
+    return _T["rl_keys"].format()
+
+
+def rate_limit(key: str) -> str:
+    return _T["rate_limit"].format(key)
+
+
+def rl_allowed(key: str) -> str:
+    return _T["rl_allowed"].format(key)
+
+
+def rl_waiting(key: str) -> str:
+    return _T["rl_waiting"].format(key)
+
+
+def cron(name: str) -> str:
+    return _T["cron"].format(name)
 
 
 def lua_preamble(names: Iterable[str] | None = None) -> str:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import inspect
 import json
-import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -26,10 +25,13 @@ from .job import (
     JobStatus,
     Retry,
     format_ts,
+    new_job_id,
     parse_duration,
     validate_job_id,
 )
 from .payload import BIG_DATA, describe_call, encode_data
+from .rate_limit import RateLimit, rate_limit_of
+from .repeat import repeat_of
 from .serializer import MsgpackSerializer
 
 # The job hash as enqueue.lua writes it (spec §5.1), named here and rendered into its
@@ -63,6 +65,8 @@ ENQUEUE_OPTIONS = frozenset(
         "on_failure",
         "on_stopped",
         "unique",
+        "rate_limit",
+        "repeat",
     }
 )
 
@@ -205,11 +209,14 @@ class EnqueueData:
         the script checks that it does not."""
         return len(self.payload) > BIG_DATA and not self.unique
 
+    rate_limit: RateLimit | None = None  # queued through its limit (scripts/rate_limit.lua)
+
     def script_args(self, origin: str, status: JobStatus, where: str) -> list[EncodableT]:
         """``enqueue.lua``'s arguments for writing this job with ``status`` (which the
         script turns into ``deferred`` if a parent is not done)."""
         fields = self.fields
-        may_wait = status in (JobStatus.SCHEDULED, JobStatus.DEFERRED) or self.depends_on
+        waiting = (JobStatus.SCHEDULED, JobStatus.DEFERRED, JobStatus.RATE_LIMITED)
+        may_wait = status in waiting or self.depends_on
         if may_wait and self.at_front:
             fields = {**fields, "enqueue_at_front": 1}  # rq's flag for a later push
         values: dict[str, EncodableT] = {
@@ -273,6 +280,24 @@ def _callback_fields(on_success: Any, on_failure: Any, on_stopped: Any) -> dict[
     return fields
 
 
+def _add_limit_and_repeat_fields(
+    fields: dict[str, EncodableT], rate_limit: Any, repeat: Any, result_ttl: int | None
+) -> RateLimit | None:
+    """Add rq 3.0's fields for ``rate_limit=RateLimit(...)`` and ``repeat=Repeat(...)``;
+    return the limit."""
+    limit = None if rate_limit is None else rate_limit_of(rate_limit)
+    if limit is not None:
+        fields["rate_limit_key"] = limit.key
+        fields["rate_limit_concurrency"] = limit.concurrency
+    if repeat is not None:
+        repeating = repeat_of(repeat)
+        if result_ttl == 0:
+            raise InvalidJobError("repeat needs the job kept between runs: not with result_ttl=0")
+        fields["repeats_left"] = repeating.times
+        fields["repeat_intervals"] = json.dumps(list(repeating.intervals))
+    return limit
+
+
 def prepare_job(
     func: Callable[..., Any] | str,
     args: Sequence[Any] | None = None,
@@ -293,26 +318,25 @@ def prepare_job(
     on_failure: Any = None,
     on_stopped: Any = None,
     unique: bool = False,
+    rate_limit: Any = None,
+    repeat: Any = None,
 ) -> EnqueueData:
     """Validate and encode one job without touching Redis.
 
     Raises ``InvalidJobError`` (bad id, function or option; ``unique=True`` without a
-    ``job_id`` or with ``depends_on``, as rq does) or ``SerializationError`` (naming the
-    argument that msgpack cannot encode).
-    """
-    func_name = function_path(func)
-    args = tuple(args or ())
-    kwargs = dict(kwargs or {})
+    ``job_id``, or with ``depends_on`` or ``rate_limit``, as rq does) or
+    ``SerializationError`` (naming the argument that msgpack cannot encode)."""
+    func_name, args, kwargs = function_path(func), tuple(args or ()), dict(kwargs or {})
     timeout = _seconds("job_timeout", job_timeout, DEFAULT_TIMEOUT)
     assert timeout is not None
-    given = {"result_ttl": result_ttl, "failure_ttl": failure_ttl, "ttl": ttl}
-    ttls = {name: _seconds(name, value) for name, value in given.items()}
-    _check_unique(unique, job_id, depends_on)
+    ttls = _ttls(result_ttl=result_ttl, failure_ttl=failure_ttl, ttl=ttl)
+    _check_unique(unique, job_id, depends_on, rate_limit)
     parents = _parents(depends_on, allow_dependency_failures)
     fields = _option_fields(meta, ttls, retry, parents)
     fields.update(_callback_fields(on_success, on_failure, on_stopped))
+    limit = _add_limit_and_repeat_fields(fields, rate_limit, repeat, ttls["result_ttl"])
     return EnqueueData(
-        job_id=uuid.uuid4().hex if job_id is None else validate_job_id(job_id),
+        job_id=new_job_id() if job_id is None else validate_job_id(job_id),
         func_name=func_name,
         args=args,
         kwargs=kwargs,
@@ -330,11 +354,18 @@ def prepare_job(
         allow_dependency_failures=parents.allow_failure,
         fields=fields,
         unique=bool(unique),
+        rate_limit=limit,
     )
 
 
-def _check_unique(unique: bool, job_id: str | None, depends_on: Any) -> None:
+def _ttls(**given: int | timedelta | None) -> dict[str, int | None]:
+    return {name: _seconds(name, value) for name, value in given.items()}
+
+
+def _check_unique(unique: bool, job_id: str | None, depends_on: Any, rate_limit: Any) -> None:
     if unique and job_id is None:
         raise InvalidJobError("unique=True needs a job_id: it is the id that must be unique")
     if unique and depends_on is not None:
         raise InvalidJobError("unique=True is not supported with depends_on (as in rq)")
+    if unique and rate_limit is not None:
+        raise InvalidJobError("unique=True is not supported with rate_limit (as in rq)")

@@ -2,14 +2,15 @@
 
 Stock rq sends two round trips per enqueue (spec §8.3); here ``scripts/enqueue.lua``
 writes the hash, ``SADD rq:queues`` and the push in one atomic call, and ``enqueue_many``
-puts any number of those calls in one MULTI. The hash is always written in the same
-atomic step as the push, so a worker can never pop an id whose hash is not there yet
-(spec §7).
+puts any number of those calls in one MULTI, packed once and written at once. The hash is
+always written in the same atomic step as the push, so a worker can never pop an id whose
+hash is not there yet (spec §7).
 """
 
 from __future__ import annotations
 
 import functools
+import time
 import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta, timezone
@@ -17,7 +18,6 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 from redis.asyncio import Redis
-from redis.asyncio.client import Pipeline
 from redis.typing import EncodableT
 
 from . import _scripts, keys
@@ -25,7 +25,7 @@ from ._config import DEFAULT_MAX_JOB_BYTES
 from ._multiplexer import Multiplexer
 from .eager import as_started, run_eagerly
 from .errors import DuplicateJobError, InvalidJobError, NoSuchJobError
-from .job import Job, JobStatus
+from .job import Job, JobStatus, epoch_ts
 from .payload import BIG_DATA, looks_big
 from .prepare import ENQUEUE_OPTIONS, EnqueueData, prepare_job
 from .registries import (
@@ -139,56 +139,26 @@ class Queue:
             return [self.key, keys.job(data.job_id)], data.script_args(self.name, status, where)
         return [self.key], data.script_args(self.name, status, where)
 
-    def _write_in(
-        self, pipe: Pipeline, data: EnqueueData, status: JobStatus, where: str | None = None
-    ) -> None:
-        """Queue ``data``'s write in a MULTI: its script call, and before it, in the same
-        atomic step, a big payload's plain ``HSET`` (see ``payload.BIG_DATA``)."""
-        if data.data_beside:
-            pipe.hset(keys.job(data.job_id), "data", data.payload)
-        _scripts.ENQUEUE.call_in(pipe, *self.write_args(data, status, where))
-
     async def _write(
         self, data: EnqueueData, status: JobStatus = JobStatus.QUEUED, where: str | None = None
     ) -> JobStatus:
         """Write one job; return the status written (``deferred`` if a parent waits).
         Raises ``DuplicateJobError`` when ``data.unique`` and its id exists.
 
-        Over the shared multiplexed connection, unless its payload is big: then in a MULTI
-        on a connection of its own, sent from a thread, so neither this loop nor any other
-        caller waits behind it.
+        One script call over the shared multiplexed connection, unless the job is big or
+        rate-limited: then one MULTI, as ``enqueue_many`` writes (``_write_batch``).
         """
-        if len(data.payload) <= BIG_DATA:
+        if data.rate_limit is None and len(data.payload) <= BIG_DATA:
             written = await _scripts.ENQUEUE(
                 self.multiplexer, *self.write_args(data, status, where)
             )
         else:
-            written = await self._write_big(data, status, where)
+            (written,) = await self._write_batch([data], status, where)
         if written is None:
             raise DuplicateJobError(
                 f"job {data.job_id!r} exists already (unique=True): nothing was written"
             )
         return JobStatus(written.decode())
-
-    async def _write_big(self, data: EnqueueData, status: JobStatus, where: str | None) -> Any:
-        """The payload's ``HSET`` (unless the script writes it: ``data_beside``) and the
-        script call, in one MULTI (see ``_bulk``)."""
-        script, (script_keys, args) = _scripts.ENQUEUE, self.write_args(data, status, where)
-        beside = [("HSET", keys.job(data.job_id), "data", data.payload)] if data.data_beside else []
-        *_, executed = await self.multiplexer.transfer(
-            [
-                ("SCRIPT", "LOAD", script.source),  # so the EVALSHA in the MULTI finds it
-                ("MULTI",),
-                *beside,
-                ("EVALSHA", script.sha, len(script_keys), *script_keys, *args),
-                ("EXEC",),
-            ],
-            write=True,
-        )
-        for reply in executed:
-            if isinstance(reply, Exception):
-                raise reply
-        return executed[-1]
 
     async def _prepare(
         self,
@@ -225,20 +195,62 @@ class Queue:
                 )
         if self.eager:
             return [await self._run_eagerly(data) for data in jobs]
+        written = await self._write_batch(jobs)
         connection = self.connection
-        async with connection.pipeline(transaction=True) as pipe:
-            _scripts.ENQUEUE.load_in(pipe)
-            for data in jobs:
-                self._write_in(pipe, data, JobStatus.QUEUED)
-            replies = await pipe.execute()
-        written = [reply for reply in replies[1:] if isinstance(reply, bytes)]  # not HSETs'
         enqueued = [
-            self._job(data, connection, JobStatus(status.decode()))
-            for data, status in zip(jobs, written, strict=True)
+            self._job(data, connection, JobStatus(bytes(status or b"").decode()))
+            for data, status in zip(jobs, written, strict=True)  # never None: none is unique
         ]
         if job_enqueued.receivers:
             self._announce(enqueued)
         return enqueued
+
+    async def _write_batch(
+        self,
+        jobs: list[EnqueueData],
+        status: JobStatus = JobStatus.QUEUED,
+        where: str | None = None,
+    ) -> list[bytes | None]:
+        """Each job's written status, from one MULTI packed once and written at once on the
+        shared connection (redis-py's pipeline would pack each command in Python, most of a
+        bulk enqueue's cost); with a big payload, on a connection of its own from a thread
+        (``_bulk``), so neither this loop nor other callers wait behind it."""
+        commands: list[tuple[EncodableT, ...]] = []
+        status_at: list[int] = []  # where each job's status is among the replies
+        for data in jobs:
+            commands += self._commands(data, status, where)
+            status_at.append(len(commands) - 1)
+        loads = [("SCRIPT", "LOAD", script.source) for script in _scripts_of(jobs)]
+        if not any(data.data_beside for data in jobs):
+            replies = (await self.multiplexer.transaction([*loads, *commands]))[len(loads) :]
+        else:
+            *_, replies = await self.multiplexer.transfer(
+                [*loads, ("MULTI",), *commands, ("EXEC",)], write=True
+            )
+            for reply in replies:
+                if isinstance(reply, Exception):
+                    raise reply
+        return [replies[at] for at in status_at]
+
+    def _commands(
+        self, data: EnqueueData, status: JobStatus, where: str | None
+    ) -> list[tuple[EncodableT, ...]]:
+        """One job's write, as commands of a MULTI: a big payload's plain ``HSET`` (see
+        ``EnqueueData.data_beside``), then ``enqueue.lua``; a rate-limited job is written
+        ``rate_limited`` and ``rate_limit.lua`` lets it through or leaves it waiting for a
+        slot (``aiorq_flask.rate_limit``), whose reply is then its status."""
+        commands: list[tuple[EncodableT, ...]] = []
+        if data.data_beside:
+            commands.append(("HSET", keys.job(data.job_id), "data", data.payload))
+        if data.rate_limit is None or status is not JobStatus.QUEUED:
+            return [*commands, _scripts.ENQUEUE.command(*self.write_args(data, status, where))]
+        job_keys, args = self.write_args(data, JobStatus.RATE_LIMITED, "")
+        now = time.time()
+        return [
+            *commands,
+            _scripts.ENQUEUE.command(job_keys, args),
+            _scripts.RATE_LIMIT.command([], [args[0], repr(now), epoch_ts(now)]),
+        ]
 
     async def enqueue_call(
         self,
@@ -369,3 +381,10 @@ class Queue:
     def canceled(self) -> CanceledJobRegistry:
         """The jobs canceled before they ran."""
         return CanceledJobRegistry(self)
+
+
+def _scripts_of(jobs: Sequence[EnqueueData]) -> list[_scripts.Script]:
+    """The scripts a batch calls, to load inside its MULTI (no call in it meets NOSCRIPT)."""
+    if any(data.rate_limit is not None for data in jobs):
+        return [_scripts.ENQUEUE, _scripts.RATE_LIMIT]
+    return [_scripts.ENQUEUE]

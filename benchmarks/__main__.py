@@ -1,8 +1,10 @@
 """``python -m benchmarks``: run the suite, print the table and the goals, write the files.
 
 Flags: ``--quick`` (one repetition), ``--reps N``, ``--only LIB,...`` (libraries to run,
-from aiorq_flask, rq, arq, saq, dramatiq), ``--scenarios NAME,...`` (from enqueue, bulk,
-drain, sleep, latency, floor). Only a full run rewrites ``docs/benchmarks.md``.
+from aiorq_flask, rq, arq, saq, dramatiq, streaq, taskiq), ``--scenarios NAME,...`` (from
+enqueue, floor, bulk, concurrent, drain, sleep, latency, loaded, cpu, fleet), ``--scale F``
+(every job count times F, for a small trial run). Only a full run at scale 1 rewrites
+``docs/benchmarks.md``.
 """
 
 from __future__ import annotations
@@ -47,7 +49,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="libraries to run: " + ",".join(LIBRARIES))  # fmt: skip
     parser.add_argument("--scenarios", type=_csv(GROUPS), default=list(GROUPS),
                         help="scenarios to run: " + ",".join(GROUPS))  # fmt: skip
-    return parser.parse_args(argv)
+    parser.add_argument("--scale", type=float, default=1.0,
+                        help="job counts times this, for a trial run (default 1)")  # fmt: skip
+    args = parser.parse_args(argv)
+    if not 0 < args.scale <= 1:
+        parser.error(f"--scale must be in (0, 1], not {args.scale}")
+    return args
 
 
 def _aiorq_ready() -> str | None:
@@ -84,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     with redis_server() as url:
         rtt_ms = round_trip_ms(url)
         print(f"redis-server at {url}, PING round trip {rtt_ms:.2f} ms; {reps} repetition(s)")
-        measurements = run_suite(scenarios, libraries, reps, url)
+        measurements = run_suite(scenarios, libraries, reps, url, args.scale)
 
     table = report.build_table(measurements)
     extra = report.summary_lines(measurements)
@@ -100,6 +107,7 @@ def main(argv: list[str] | None = None) -> int:
         "command": "python -m benchmarks " + " ".join(sys.argv[1:] if argv is None else argv),
         "libraries": libraries,
         "reps": reps,
+        "scale": args.scale,
         "machine": {**machine.describe(), "redis PING round trip (median)": f"{rtt_ms:.2f} ms"},
         "versions": machine.versions(peers),
         "load_average": {"before": load_before, "after": machine.load_average()},
@@ -111,6 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nwrote {json_path.relative_to(REPO_ROOT)} and {png_path.relative_to(REPO_ROOT)}")
     full = (
         reps >= DEFAULT_REPS
+        and args.scale == 1.0
         and len(libraries) == len(LIBRARIES)
         and len(scenarios) == len(SCENARIOS)
     )

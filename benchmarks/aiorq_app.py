@@ -15,6 +15,6 @@ REDIS_URL_ENV = "AIORQ_BENCH_REDIS_URL"
 app = Quart(__name__)
 app.config.update(
     RQ_CONNECTION=os.environ.get(REDIS_URL_ENV, "redis://127.0.0.1:6379/0"),
-    RQ_QUEUES=["default"],
+    RQ_QUEUES=["default", "high"],  # "high": the latency-under-load row's first queue
 )
 rq = AsyncRQ(app)

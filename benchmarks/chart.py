@@ -25,6 +25,8 @@ COLORS = {
     "arq": "#1f77b4",
     "saq": "#2ca02c",
     "dramatiq": "#9467bd",
+    "streaq": "#ff7f0e",
+    "taskiq": "#17becf",
 }
 
 
@@ -76,11 +78,12 @@ def draw(m: Measurements, path: Path, title: str) -> None:
     grid_rows = math.ceil(len(rows) / cols)
     fig, axes = plt.subplots(grid_rows, cols, figsize=(4 * cols, 3.4 * grid_rows), squeeze=False)
     for ax, metric_key in zip(axes.flat, rows, strict=False):
-        _panel(ax, m, metric_key, libraries)
+        ran = scenario_of(metric_key).libraries  # the fleet rows are aiorq_flask's alone
+        _panel(ax, m, metric_key, [lib for lib in libraries if lib in ran])
     for ax in list(axes.flat)[len(rows) :]:
         ax.set_visible(False)
     fig.suptitle(title, fontsize=11)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 0.98))  # room for the title above the top row
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -52,10 +52,13 @@ def _aiorq_version() -> str:
 
 
 def versions(peers: Iterable[str]) -> dict[str, str]:
-    """``library -> "version (redis-py X)"`` for aiorq_flask and each peer in its venv."""
+    """``library -> "version, redis-py X"`` (or its own Redis client) for aiorq_flask and
+    each peer in its venv."""
     out = {"aiorq_flask": f"{_aiorq_version()}, redis-py {metadata.version('redis')}"}
     for peer in peers:
+        client = venvs.REDIS_CLIENTS.get(peer, "redis")
+        name = "redis-py" if client == "redis" else client
         out[peer] = (
-            f"{venvs.installed_version(peer)}, redis-py {venvs.installed_version(peer, 'redis')}"
+            f"{venvs.installed_version(peer)}, {name} {venvs.installed_version(peer, client)}"
         )
     return out

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 from . import goals as goals_module
 from .scenarios import (
@@ -25,6 +26,7 @@ from .scenarios import (
 from .suite import Measurements
 
 AIORQ = "aiorq_flask"
+LOADED_SAMPLES = 200  # sides/_common.py: the most samples the latency-under-load row takes
 
 
 @dataclass
@@ -113,6 +115,44 @@ def summary_lines(m: Measurements) -> list[str]:
         if ours is not None:
             line += f"; aiorq_flask one-at-a-time enqueue = {ours / floor:.0%} of it"
         lines.append(line)
+    for library in m.libraries:
+        loaded = m.first_result(library, "latency_loaded")
+        if loaded and loaded["n"] < LOADED_SAMPLES:
+            why = "the backlog ran out" if loaded.get("backlog_left") == 0 else "20 s were up"
+            lines.append(f"{library}, latency under load: {int(loaded['n'])} samples ({why} first)")
+    return lines + cpu_lines(m)
+
+
+def cpu_lines(m: Measurements) -> list[str]:
+    """Where each library's Redis CPU goes: per phase, the commands that took most time
+    inside Redis (calls and µs per job, from ``INFO commandstats``, which counts the
+    commands a script runs on their own as well as the script), and aiorq_flask's time
+    per script (from ``SLOWLOG`` with every command logged, in a second, smaller round)."""
+    lines = []
+    for library in m.libraries:
+        result: dict[str, Any] | None = m.first_result(library, "cpu")  # type: ignore[assignment]
+        if not result:
+            continue
+        phases = []
+        for phase in ("enqueue", "drain", "read"):
+            commands = result.get(f"{phase}_commands", {})
+            top = sorted(commands.items(), key=lambda item: -item[1][1])[:4]
+            text = ", ".join(
+                f"{name} {calls / result['n']:.2g}x {usec / result['n']:.1f}"
+                for name, (calls, usec) in top
+            )
+            phases.append(f"{phase}: {text}")
+        lines.append(f"Redis time inside commands per job, {library} (µs): " + "; ".join(phases))
+        scripts = result.get("scripts")
+        if scripts:
+            names = sorted((k for k in scripts if not k.endswith(" calls")), key=scripts.get)
+            lines.append(
+                f"{library} per script (SLOWLOG; µs per job, calls per job): "
+                + ", ".join(
+                    f"{name} {scripts[name]:.1f} ({scripts[name + ' calls']:.2g})"
+                    for name in reversed(names)
+                )
+            )
     return lines
 
 

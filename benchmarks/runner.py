@@ -43,16 +43,17 @@ def interpreter(library: str) -> str:
     return str(venvs.python_for(library))
 
 
-def command(library: str, scenario: Scenario, redis_url: str) -> list[str]:
+def command(library: str, scenario: Scenario, redis_url: str, scale: float = 1.0) -> list[str]:
     return [
         interpreter(library),
         str(SIDES_DIR / SIDE_SCRIPTS[library]),
         scenario.side_scenario,
         "--redis-url", redis_url,
-        "--n", str(job_count(library, scenario)),
+        "--n", str(job_count(library, scenario, scale)),
         "--concurrency", scenario.concurrency,
         "--task", scenario.task,
         "--timeout", str(scenario.timeout_s),
+        *scenario.extra_args,
     ]  # fmt: skip
 
 
@@ -66,7 +67,7 @@ def _environment(library: str) -> dict[str, str]:
     return env
 
 
-def run_side(library: str, scenario: Scenario, redis_url: str) -> Outcome:
+def run_side(library: str, scenario: Scenario, redis_url: str, scale: float = 1.0) -> Outcome:
     """Flush Redis, run the side, and return its parsed result (never raises on failure)."""
     redis_server.flush(redis_url)
     LOG_DIR.mkdir(parents=True, exist_ok=True)
@@ -75,7 +76,7 @@ def run_side(library: str, scenario: Scenario, redis_url: str) -> Outcome:
         log.write(f"\n=== {scenario.key} ===\n".encode())
         log.flush()
         process = subprocess.Popen(
-            command(library, scenario, redis_url),
+            command(library, scenario, redis_url, scale),
             cwd=REPO_ROOT,
             env=_environment(library),
             stdout=subprocess.PIPE,

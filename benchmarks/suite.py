@@ -35,6 +35,7 @@ class Measurements:
     scenarios: Sequence[Scenario]
     libraries: Sequence[str]
     reps: int
+    scale: float = 1.0  # job counts times this (a small trial run when below 1)
     runs: list[Run] = field(default_factory=list)
 
     def values(self, library: str, metric_key: str) -> list[float]:
@@ -76,19 +77,23 @@ def plan(scenarios: Sequence[Scenario], libraries: Sequence[str]) -> list[tuple[
 
 
 def run_suite(
-    scenarios: Sequence[Scenario], libraries: Sequence[str], reps: int, redis_url: str
+    scenarios: Sequence[Scenario],
+    libraries: Sequence[str],
+    reps: int,
+    redis_url: str,
+    scale: float = 1.0,
 ) -> Measurements:
     """Run ``reps`` interleaved repetitions, printing one progress line per run."""
-    measurements = Measurements(scenarios, libraries, reps)
+    measurements = Measurements(scenarios, libraries, reps, scale)
     steps = plan(scenarios, libraries)
     for rep in range(1, reps + 1):
         for library, scenario in steps:
-            n = job_count(library, scenario)
+            n = job_count(library, scenario, scale)
             print(
                 f"[rep {rep}/{reps}] {scenario.key:<14} {library:<12} n={n:<6}", end="", flush=True
             )
             start = time.monotonic()
-            outcome = run_side(library, scenario, redis_url)
+            outcome = run_side(library, scenario, redis_url, scale)
             seconds = time.monotonic() - start
             status = "ok" if outcome.result is not None else f"FAILED: {outcome.error}"
             print(f" {seconds:5.1f} s  {status}", flush=True)

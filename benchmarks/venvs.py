@@ -23,7 +23,12 @@ REQUIREMENTS: dict[str, list[str]] = {
     "arq": ["arq==0.28.0", "hiredis"],
     "saq": ["saq[redis,hiredis]==0.26.4", "typing_extensions"],
     "dramatiq": ["dramatiq[redis]==2.2.1", "hiredis"],
+    "streaq": ["streaq==7.2.0"],  # coredis, not redis-py: hiredis would not be used
+    "taskiq": ["taskiq==0.13.0", "taskiq-redis==1.2.4", "hiredis"],
 }
+
+# The Redis client a peer talks through, when it is not redis-py.
+REDIS_CLIENTS = {"streaq": "coredis"}
 
 STAMP = "aiorq-bench-requirements.txt"
 

@@ -50,8 +50,9 @@ WORKER_USER, WORKER_PASSWORD = "rq-worker", "worker-pw-81c2"
 OUTSIDE = "session:1"  # an app's own key beside rq's, which neither user may touch
 # Which side calls each script: the app enqueues (and empties queues), the worker does
 # the rest. Eager mode (RQ_ASYNC = False) runs the worker's finish.lua in the app.
-APP_SCRIPTS = ("enqueue", "empty")
-WORKER_SCRIPTS = ("claim", "finish", "heartbeat", "sweep", "schedule", "release_locks")
+APP_SCRIPTS = ("enqueue", "empty", "rate_limit")
+# and enqueue.lua, loaded behind lib/cron.lua: a periodic job's tick
+WORKER_SCRIPTS = ("claim", "finish", "heartbeat", "sweep", "schedule", "release_locks", "enqueue")
 
 
 @pytest.fixture(scope="module")
@@ -307,15 +308,14 @@ SCRIPTS = Path(_scripts.__file__).parent / "scripts"
 
 
 def commands_sent_by(*scripts: str) -> set[str]:
-    """The commands the Lua scripts call (``redis.call('X'`` and the pushes they choose)."""
-    paths = [SCRIPTS / f"{name}.lua" for name in scripts]
-    if "enqueue" not in scripts:
-        paths.append(SCRIPTS / "lib" / "outcomes.lua")
+    """The commands the Lua scripts call (``redis.call('X'`` and the pushes they choose),
+    with the libraries each is loaded with."""
+    loaded = [s for s in vars(_scripts).values() if isinstance(s, _scripts.Script)]
     found: set[str] = set()
-    for path in paths:
-        text = path.read_text()
-        found |= set(re.findall(r"redis\.call\('([A-Z]+)'", text))
-        found |= set(re.findall(r"'([LR]PUSH)'", text))
+    for script in loaded:
+        if script.name in scripts:
+            found |= set(re.findall(r"redis\.call\('([A-Z]+)'", script.source))
+            found |= set(re.findall(r"'([LR]PUSH)'", script.source))
     return {command.lower() for command in found}
 
 

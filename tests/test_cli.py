@@ -261,6 +261,36 @@ def test_health_fails_within_one_heartbeat_of_the_only_worker_being_killed(
         wait_until(lambda: health(redis_url).returncode == 0, 30, "health to pass again")
 
 
+def test_health_with_a_config_module_reads_only_that_module(tmp_path: Path, redis_url: str) -> None:
+    """``--config`` reads the settings module and imports no web framework."""
+    probe = (
+        "import sys\n"
+        "from aiorq_flask.cli._main import main\n"
+        "try:\n"
+        "    main(['health', '--config', 'tests.apps.worker_settings'])\n"
+        "finally:\n"
+        "    print(sorted({'quart', 'flask', 'tests.apps.worker_app'} & set(sys.modules)))\n"
+    )
+
+    def run_probe() -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-c", probe],
+            cwd=ROOT,
+            env=worker_env(redis_url),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    before = run_probe()
+    assert (before.returncode, before.stdout) == (1, "[]\n"), before.stderr
+    with our_worker(tmp_path, redis_url) as worker:
+        worker.wait_for_output("serving", 30)
+        done = run_probe()
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("ok: worker ") and done.stdout.endswith("[]\n")
+
+
 def _failing_probe_start(redis_url: str) -> float | None:
     """When a health probe that failed started (``time.monotonic``); None if it passed."""
     started = time.monotonic()

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
 import time
+import uuid
 import zlib
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -28,6 +30,7 @@ from aiorq_flask import (
     Retry,
     SerializationError,
 )
+from aiorq_flask.job import new_job_id
 
 from . import job_funcs, tasks
 from .redis_server import RedisServer, free_port
@@ -235,6 +238,15 @@ async def test_enqueue_generates_an_id_rq_accepts(queue: Queue) -> None:
     assert re.fullmatch(r"[A-Za-z0-9_-]+", job.id)
 
 
+def test_generated_ids_are_random_version_4_uuids_as_32_hex_digits() -> None:
+    ids = [new_job_id() for _ in range(1000)]
+
+    assert all(re.fullmatch(r"[0-9a-f]{32}", job_id) for job_id in ids)
+    assert all(uuid.UUID(job_id).version == 4 for job_id in ids)
+    assert all(uuid.UUID(job_id).variant == uuid.RFC_4122 for job_id in ids)
+    assert len(set(ids)) == 1000
+
+
 # -- round trips -----------------------------------------------------------------------
 
 
@@ -299,6 +311,45 @@ async def test_enqueue_many_writes_a_job_whose_parent_waits_as_deferred(
     assert child.status is JobStatus.DEFERRED
     assert sync_redis.hget(f"rq:job:{child.id}", "status") == b"deferred"
     assert sync_redis.zscore("rq:deferred:default", child.id) is not None
+
+
+async def test_enqueue_many_s_jobs_stay_together_while_other_enqueues_run(
+    queue: Queue, sync_redis: redis.Redis
+) -> None:
+    await queue.enqueue(tasks.add, 0, 0)  # connected: callers write in the order they run
+    singles = [queue.enqueue(tasks.add, i, 0) for i in range(20)]
+    prepared = [queue.prepare_data(tasks.add, (i, 1)) for i in range(100)]
+
+    *_, batch = await asyncio.gather(*singles, queue.enqueue_many(prepared))
+
+    ids = sync_redis.lrange("rq:queue:default", 0, -1)
+    first = ids.index(batch[0].id.encode())
+    assert ids[first : first + 100] == [job.id.encode() for job in batch]
+    assert len(ids) == 121
+
+
+async def test_enqueue_many_loads_its_script_in_the_same_multi(
+    queue: Queue, sync_redis: redis.Redis
+) -> None:
+    await queue.enqueue(tasks.add, 0, 0)
+    sync_redis.script_flush()
+
+    jobs = await queue.enqueue_many([queue.prepare_data(tasks.add, (i, 1)) for i in range(3)])
+
+    assert [job.status for job in jobs] == [JobStatus.QUEUED] * 3
+    assert sync_redis.llen("rq:queue:default") == 4
+
+
+async def test_enqueue_many_with_a_big_payload_writes_every_job(
+    queue: Queue, sync_redis: redis.Redis
+) -> None:
+    big = os.urandom(2 << 20)  # incompressible: a big payload, so the pooled MULTI
+    prepared = [queue.prepare_data(tasks.echo, (big,)), queue.prepare_data(tasks.add, (1, 2))]
+
+    jobs = await queue.enqueue_many(prepared)
+
+    assert sync_redis.lrange("rq:queue:default", 0, -1) == [job.id.encode() for job in jobs]
+    assert sync_redis.hstrlen(f"rq:job:{jobs[0].id}", "data") > 0
 
 
 # -- bad input ---------------------------------------------------------------------------

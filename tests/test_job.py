@@ -128,10 +128,7 @@ async def test_job_status_is_a_str_enum_with_rqs_values() -> None:
     assert JobStatus.QUEUED == "queued"
     assert isinstance(JobStatus.FINISHED, str)
     rq_values = {status.value for status in rq.job.JobStatus}
-    assert {status.value for status in JobStatus} == rq_values - {
-        "ready_to_enqueue",
-        "rate_limited",
-    }
+    assert {status.value for status in JobStatus} == rq_values - {"ready_to_enqueue"}
 
 
 # -- results -----------------------------------------------------------------------------

@@ -55,6 +55,39 @@ async def test_an_error_reply_fails_only_its_caller(multiplexer: Multiplexer) ->
     assert results[2] == b"after"
 
 
+async def test_a_transaction_returns_exec_s_replies_and_no_other_command_comes_between(
+    multiplexer: Multiplexer, sync_redis: redis.Redis
+) -> None:
+    await multiplexer.execute_command("PING")  # connected: callers write in the order they run
+    others = [multiplexer.execute_command("RPUSH", "mux:l", "other") for _ in range(50)]
+    batch = multiplexer.transaction([["RPUSH", "mux:l", "mine"] for _ in range(100)])
+
+    results = await asyncio.gather(*others[:25], batch, *others[25:])
+
+    assert results[25] == list(range(26, 126))
+    assert sync_redis.lrange("mux:l", 25, 124) == [b"mine"] * 100
+
+
+async def test_a_command_refused_in_a_transaction_raises_and_nothing_runs(
+    multiplexer: Multiplexer, sync_redis: redis.Redis
+) -> None:
+    with pytest.raises(redis.exceptions.ResponseError, match="wrong number of arguments"):
+        await multiplexer.transaction([["SET", "mux:a", "1"], ["INCR"]])
+
+    assert sync_redis.exists("mux:a") == 0
+    assert await multiplexer.execute_command("ECHO", "next") == b"next"
+
+
+async def test_a_command_failing_inside_exec_raises_its_error(
+    multiplexer: Multiplexer, sync_redis: redis.Redis
+) -> None:
+    with pytest.raises(redis.exceptions.ResponseError, match="not an integer"):
+        await multiplexer.transaction([["SET", "mux:b", "x"], ["INCR", "mux:b"]])
+
+    assert sync_redis.get("mux:b") == b"x"  # run, as any MULTI runs what came before
+    assert await multiplexer.execute_command("ECHO", "next") == b"next"
+
+
 async def test_a_caller_that_gives_up_does_not_shift_the_next_callers_reply(
     multiplexer: Multiplexer, sync_redis: redis.Redis
 ) -> None:

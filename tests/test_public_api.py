@@ -27,6 +27,8 @@ def test_package_exports_exactly_the_public_names() -> None:
         "MsgpackSerializer",
         "NoSuchJobError",
         "Queue",
+        "RateLimit",
+        "Repeat",
         "Result",
         "ResultType",
         "Retry",

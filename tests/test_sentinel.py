@@ -131,6 +131,29 @@ async def test_an_enqueue_returns_once_the_replica_has_the_job(steady: SentinelS
     assert 2 <= waits < 10, waits
 
 
+async def test_an_enqueue_many_returns_once_the_replica_has_its_jobs(
+    steady: SentinelSetup,
+) -> None:
+    """The MULTI and its ``WAIT`` go out in one write: one ``WAIT`` for the whole batch."""
+    primary_port = steady.primary_port()
+    replica_port = next(node.port for node in steady.nodes if node.port != primary_port)
+    app = Quart(__name__)
+    app.config.update(RQ_CONNECTION=steady.url(db=5), RQ_ASYNC=True)
+    rq = AsyncRQ(app)
+    with steady.node(primary_port).client() as primary:
+        async with app.app_context():
+            try:
+                queue = rq.queue
+                before = wait_calls(primary)
+                prepared = [queue.prepare_data("tests.tasks.add", (n, n)) for n in range(100)]
+                jobs = await queue.enqueue_many(prepared)
+            finally:
+                await rq.state().pools.aclose()
+        assert wait_calls(primary) - before == 1
+    with steady.node(replica_port).client(db=5) as replica:
+        assert all(replica.exists(f"rq:job:{job.id}") for job in jobs)
+
+
 async def test_a_write_no_replica_confirms_fails_then_writes_go_on(
     sentinels: SentinelSetup,
 ) -> None:

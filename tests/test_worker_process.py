@@ -62,6 +62,7 @@ def test_help_describes_every_worker_option() -> None:
         "--name",
         "--heartbeat",
         "--grace-period",
+        "--no-scheduler",
     ):
         assert option in done.stdout
 

@@ -90,4 +90,5 @@ def main(argv: Sequence[str] | None = None) -> None:
         worker_main(args[1:])
         return
     options = parser("aiorq").parse_args(args)
-    run_command(options.command, load_app(options.app), options)
+    needs_app = not getattr(options, "config", None)  # health --config reads a module only
+    run_command(options.command, load_app(options.app) if needs_app else None, options)

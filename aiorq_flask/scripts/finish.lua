@@ -64,6 +64,7 @@ local function finish(id, exec, booked_origin, outcome, payload, started, workin
   elseif outcome == OUTCOME.FINISHED then
     count('successful_job_count', working)
     record_finished(C, id, origin, exec, payload, started)
+    record_repeat(C, id, origin)
     return outcome
   elseif outcome == OUTCOME.RETRY then
     count('failed_job_count', working)  -- as rq counts a returned Retry
@@ -81,7 +82,9 @@ end
 
 local written = {}
 for _, e in ipairs(cmsgpack.unpack(ARGV[6])) do
+  local limit = rl_key_of(e[1])  -- lib/rate_limit.lua: the slot is freed once it ended
   written[#written + 1] = finish(e[1], e[2], e[3], e[4], e[5], e[6], e[7])
+  rl_release(limit, e[1], C.ts, C.now)
 end
 if registered and redis.call('SCARD', KEY.worker_executions(C.worker)) == 0 then
   redis.call('HSET', worker_key, 'state', 'idle')  -- as rq does after its job

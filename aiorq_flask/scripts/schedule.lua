@@ -22,6 +22,9 @@ end
 local function move(queue_name, id)
   local job = KEY.job(id)
   redis.call('HSET', job, 'status', STATUS.QUEUED, 'enqueued_at', ts)
+  if rl_hold(id, ts, now) then
+    return  -- a rate-limited job waits for a slot of its limit instead
+  end
   local front = redis.call('HGET', job, 'enqueue_at_front') == '1'
     or (redis.call('HGET', job, 'enqueue_at_front_on_retry') == '1'
         and (redis.call('HGET', job, 'ended_at') or '') ~= '')

@@ -6,7 +6,8 @@
 -- (its hash has its `birth`, and no `death`) and that worker's executions set holds the
 -- member, the worker was only late (an outage) and re-asserts it at its next heartbeat.
 -- Also drops finished/failed registry entries whose expiry has passed, and workers whose
--- hash has expired (killed ones) from rq:workers and rq:workers:<q>.
+-- hash has expired (killed ones) from rq:workers and rq:workers:<q>, and frees rate-limit
+-- slots that jobs no longer need (lib/rate_limit_clean.lua).
 -- ARGV: now (float), now (rq ts), base64 exc_string for failed jobs, default failure ttl,
 --       max members per queue, then the queue names.
 -- Returns REPLY(swept): how many were requeued and failed, and per rescued job its id, its
@@ -46,6 +47,7 @@ local function rescue(queue, member)
   if redis.call('HGET', KEY.job(id), 'status') == STATUS.STARTED then
     local origin = redis.call('HGET', KEY.job(id), 'origin')
     if not origin or origin == '' then origin = queue end
+    local limit = rl_key_of(id)
     local requeued = record_abandoned(C, id, origin, exc)
     if requeued then
       swept.requeued = swept.requeued + 1
@@ -56,6 +58,7 @@ local function rescue(queue, member)
     swept.abandoned[n + 1] = id
     swept.abandoned[n + 2] = origin
     swept.abandoned[n + 3] = requeued and 1 or 0
+    rl_release(limit, id, C.ts, C.now)  -- requeued, it keeps its slot
   end
 end
 
@@ -65,4 +68,5 @@ for i = 6, #ARGV do
     rescue(ARGV[i], member)
   end
 end
+rl_clean(C.ts, C.now)
 return REPLY(swept)

@@ -6,8 +6,9 @@ A few cooperating tasks around one stop request:
   popped and booked in ``rq:wip`` in one Lua call) and blocks while all queues are empty;
 - each job runs as its own task: ``async def`` on the loop, plain functions in threads;
 - the finisher writes outcomes, batching whatever has ended into one round trip;
-- upkeep: heartbeat, sweep (rescue jobs of dead workers), scheduler, and the pub/sub
-  listener for rq's stop-job command.
+- upkeep: heartbeat, sweep (rescue jobs of dead workers), scheduler (due scheduled jobs
+  and periodic jobs; off with ``scheduler=False``), and the pub/sub listener for rq's
+  stop-job command.
 """
 
 from __future__ import annotations
@@ -62,6 +63,7 @@ from ..job import (
 from ..outcomes import Ended, record
 from ..payload import BIG_DATA, decode_data
 from . import _bookkeeping
+from ._cron import PASS_SECONDS, CronPass
 from ._loops import Backoff, RedisHealth, every
 
 if TYPE_CHECKING:
@@ -141,6 +143,18 @@ def read_claimed(
     return job, None
 
 
+def _served(state: AppState, connection: str, queues: list[str] | None) -> list[str]:
+    """``queues`` (all of the connection's by default), each checked to be served by it."""
+    served = state.plan.queues_on(connection)
+    for queue in queues or ():
+        if queue not in served:
+            raise ConfigError(
+                f"queue {queue!r} is not served by connection {connection!r} "
+                f"(it serves: {', '.join(served)})"
+            )
+    return list(served) if queues is None else queues
+
+
 def _allowlist(state: AppState, allow_modules: Sequence[str]) -> Allowlist:
     """The config's ``RQ_WORKER_ALLOWED_MODULES`` and the worker's ``--allow-module``
     prefixes together (None if neither is set), and the app's ``@rq.job`` functions."""
@@ -159,7 +173,9 @@ class Worker:
     the jobs it runs back on their queues.
 
     It runs only the functions ``RQ_WORKER_ALLOWED_MODULES`` and ``allow_modules`` allow
-    (see ``aiorq_flask.allowlist``), or any function when neither is set.
+    (see ``aiorq_flask.allowlist``), or any function when neither is set. With
+    ``scheduler=False`` it enqueues no periodic job and moves no due scheduled job or
+    delayed retry onto its queue (``--no-scheduler``).
 
     It runs the app's lifecycle hooks (``AsyncRQ.worker_startup`` and the others: a failing
     startup hook raises ``WorkerStartupError`` from ``work()``) and sends the job signals
@@ -181,16 +197,9 @@ class Worker:
         result_ttl: int = DEFAULT_RESULT_TTL,
         failure_ttl: int = DEFAULT_FAILURE_TTL,
         allow_modules: Sequence[str] = (),
+        scheduler: bool = True,
     ) -> None:
-        served = state.plan.queues_on(connection)
-        if queues is None:
-            queues = list(served)
-        for queue in queues:
-            if queue not in served:
-                raise ConfigError(
-                    f"queue {queue!r} is not served by connection {connection!r} "
-                    f"(it serves: {', '.join(served)})"
-                )
+        queues = _served(state, connection, queues)
         if concurrency < 1:
             raise ValueError(f"concurrency must be at least 1, not {concurrency!r}")
         if prefetch is None:
@@ -211,6 +220,7 @@ class Worker:
         self.allowlist = _allowlist(state, allow_modules)
         self.max_job_bytes = state.plan.max_job_bytes
         self.wip_ttl = _bookkeeping.wip_ttl(heartbeat)
+        self.scheduler, self._crons = scheduler, CronPass.serving(state, self.queues)
         self._pools = state.pools
         self._hooks = state.hooks
         self._queue_keys = [keys.queue(q) for q in self.queues]
@@ -352,7 +362,10 @@ class Worker:
 
     def _start_upkeep(self, group: TaskGroup) -> None:
         group.start_soon(every, self.heartbeat / 2, self._upkeep, self._health)
-        group.start_soon(every, 1.0, self._schedule, self._health)
+        if self.scheduler:
+            group.start_soon(every, 1.0, self._schedule, self._health)
+            if self._crons.jobs:
+                group.start_soon(every, PASS_SECONDS, self._cron, self._health)
         group.start_soon(self._listen_for_commands)
 
     async def _drain(self) -> None:
@@ -852,6 +865,9 @@ class Worker:
         moved = await _bookkeeping.schedule(self.multiplexer, self.name, self.queues)
         if moved:
             log.info("scheduler moved %d due jobs onto their queues", moved)
+
+    async def _cron(self) -> None:
+        await self._crons.run()
 
     async def _listen_for_commands(self) -> None:
         """rq's worker commands on ``rq:pubsub:<name>``: stop-job, shutdown, kill-horse.

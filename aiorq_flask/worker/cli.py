@@ -33,6 +33,12 @@ def add_worker_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--grace-period", type=float, default=30.0, help="seconds running jobs get at shutdown"
     )
+    parser.add_argument(
+        "--no-scheduler",
+        action="store_true",
+        help="run no scheduler here: no periodic jobs, no moving due scheduled jobs and "
+        "delayed retries onto their queues (leave that to other workers)",
+    )
     parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR")
     parser.add_argument(
         "--allow-module",
@@ -84,6 +90,7 @@ def run_worker(app: Any, options: argparse.Namespace) -> None:
             heartbeat=options.heartbeat,
             grace_period=options.grace_period,
             allow_modules=options.allow_module,
+            scheduler=not options.no_scheduler,
         )
     except (ConfigError, ValueError) as error:
         fail(str(error))

@@ -49,21 +49,54 @@ async def _fill(pool: ArqRedis, task: str, n: int) -> None:
         await asyncio.gather(*(pool.enqueue_job(task) for _ in range(min(100, n - first))))
 
 
+def _drained(pool: ArqRedis):  # type: ignore[no-untyped-def]
+    async def done() -> bool:
+        # arq removes a job id from its queue only when the job has finished.
+        return bool(await pool.zcard(default_queue_name) == 0)
+
+    return done
+
+
 async def drain(args: argparse.Namespace) -> dict[str, object]:
     pool = await _pool(args)
     await _fill(pool, args.task, args.n)
-
-    async def done() -> bool:
-        # arq removes a job id from its queue only when the job has finished.
-        return await pool.zcard(default_queue_name) == 0
+    done = _drained(pool)
 
     concurrency = _common.concurrency_of(args) or _common.default_of(Worker, "max_jobs")
     worker = _common.WorkerProcess(__file__, _common.worker_args(args))
     try:
         finished_at = await _common.await_until(done, args.timeout)
-        return _common.drain_result(worker, finished_at, args.n, concurrency)
+        return _common.drain_result(worker, finished_at, args.n, concurrency, args.baseline)
     finally:
         worker.stop()
+
+
+async def enqueue_concurrent(args: argparse.Namespace) -> dict[str, object]:
+    pool = await _pool(args)
+    return await _common.concurrent_calls(lambda: pool.enqueue_job(args.task), args.n)
+
+
+async def cpu(args: argparse.Namespace) -> dict[str, object]:
+    """Redis CPU of each part of a job's life: enqueue, drain, result read."""
+    pool = await _pool(args)
+    meter, phases = _common.CpuMeter(args.redis_url), {}
+    meter.start()
+    jobs = [await pool.enqueue_job(args.task) for _ in range(args.n)]
+    phases["enqueue"] = meter.stop()
+    meter.start()
+    worker = _common.WorkerProcess(__file__, _common.worker_args(args))
+    try:
+        await _common.await_until(_drained(pool), args.timeout, _common.CPU_POLL_S)
+        phases["drain"] = meter.stop()
+    finally:
+        worker.stop()
+    meter.start()
+    for job in jobs:
+        assert job is not None
+        if await job.result_info() is None:
+            raise RuntimeError(f"no result for job {job.job_id}")
+    phases["read"] = meter.stop()
+    return _common.cpu_result(args.n, phases)
 
 
 async def latency(args: argparse.Namespace) -> dict[str, object]:
@@ -98,4 +131,13 @@ def worker(args: argparse.Namespace) -> None:
 
 
 if __name__ == "__main__":
-    _common.run({"enqueue": enqueue, "drain": drain, "latency": latency, "worker": worker})
+    _common.run(
+        {
+            "enqueue": enqueue,
+            "enqueue_concurrent": enqueue_concurrent,
+            "drain": drain,
+            "cpu": cpu,
+            "latency": latency,
+            "worker": worker,
+        }
+    )

@@ -54,24 +54,53 @@ def enqueue(args: argparse.Namespace) -> dict[str, object]:
     return {"n": args.n, "seconds": time.perf_counter() - start}
 
 
-def drain(args: argparse.Namespace) -> dict[str, object]:
-    actor = _actor(args)
-    for _ in range(args.n):
-        actor.send()
+def _drained(actor: dramatiq.Actor):  # type: ignore[no-untyped-def, type-arg]
     client = actor.broker.client  # type: ignore[attr-defined]
     messages = f"{actor.broker.namespace}:default.msgs"  # type: ignore[attr-defined]
 
     def done() -> bool:
         # A message stays in the queue's hash until the worker acks it.
-        return client.hlen(messages) == 0
+        return bool(client.hlen(messages) == 0)
+
+    return done
+
+
+def drain(args: argparse.Namespace) -> dict[str, object]:
+    actor = _actor(args)
+    for _ in range(args.n):
+        actor.send()
+    done = _drained(actor)
 
     threads = _common.concurrency_of(args) or _common.default_of(dramatiq.Worker, "worker_threads")
     worker = _common.WorkerProcess(__file__, _common.worker_args(args))
     try:
         finished_at = _common.wait_until(done, args.timeout)
-        return _common.drain_result(worker, finished_at, args.n, threads)
+        return _common.drain_result(worker, finished_at, args.n, threads, args.baseline)
     finally:
         worker.stop()
+
+
+def cpu(args: argparse.Namespace) -> dict[str, object]:
+    """Redis CPU of each part of a job's life, with the Results middleware so that
+    dramatiq stores and reads results as the others do."""
+    args.results = True
+    actor = _actor(args)
+    meter, phases = _common.CpuMeter(args.redis_url), {}
+    meter.start()
+    messages = [actor.send() for _ in range(args.n)]
+    phases["enqueue"] = meter.stop()
+    meter.start()
+    worker = _common.WorkerProcess(__file__, _common.worker_args(args))
+    try:
+        _common.wait_until(_drained(actor), args.timeout, _common.CPU_POLL_S)
+        phases["drain"] = meter.stop()
+    finally:
+        worker.stop()
+    meter.start()
+    for message in messages:
+        message.get_result()
+    phases["read"] = meter.stop()
+    return _common.cpu_result(args.n, phases)
 
 
 def latency(args: argparse.Namespace) -> dict[str, object]:
@@ -102,4 +131,6 @@ def worker(args: argparse.Namespace) -> None:
 
 
 if __name__ == "__main__":
-    _common.run({"enqueue": enqueue, "drain": drain, "latency": latency, "worker": worker})
+    _common.run(
+        {"enqueue": enqueue, "drain": drain, "cpu": cpu, "latency": latency, "worker": worker}
+    )

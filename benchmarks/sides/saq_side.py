@@ -51,22 +51,56 @@ async def _fill(queue: RedisQueue, task: str, n: int) -> None:
         await asyncio.gather(*(queue.enqueue(task) for _ in range(min(100, n - first))))
 
 
-async def drain(args: argparse.Namespace) -> dict[str, object]:
-    queue = await _queue(args)
-    await _fill(queue, args.task, args.n)
-
+def _drained(queue: RedisQueue):  # type: ignore[no-untyped-def]
     async def done() -> bool:
         # BLMOVE moves an id from queued to active; finishing removes it from active.
         queued, active = await asyncio.gather(queue.count("queued"), queue.count("active"))
-        return queued == 0 and active == 0
+        return bool(queued == 0 and active == 0)
+
+    return done
+
+
+async def drain(args: argparse.Namespace) -> dict[str, object]:
+    queue = await _queue(args)
+    await _fill(queue, args.task, args.n)
+    done = _drained(queue)
 
     concurrency = _common.concurrency_of(args) or _common.default_of(Worker, "concurrency")
     worker = _common.WorkerProcess(__file__, _common.worker_args(args))
     try:
         finished_at = await _common.await_until(done, args.timeout)
-        return _common.drain_result(worker, finished_at, args.n, concurrency)
+        return _common.drain_result(worker, finished_at, args.n, concurrency, args.baseline)
     finally:
         worker.stop()
+
+
+async def enqueue_concurrent(args: argparse.Namespace) -> dict[str, object]:
+    queue = await _queue(args)
+    return await _common.concurrent_calls(lambda: queue.enqueue(args.task), args.n)
+
+
+async def cpu(args: argparse.Namespace) -> dict[str, object]:
+    """Redis CPU of each part of a job's life: enqueue, drain, result read."""
+    queue = await _queue(args)
+    meter, phases = _common.CpuMeter(args.redis_url), {}
+    meter.start()
+    jobs = [await queue.enqueue(args.task) for _ in range(args.n)]
+    phases["enqueue"] = meter.stop()
+    meter.start()
+    worker = _common.WorkerProcess(__file__, _common.worker_args(args))
+    try:
+        await _common.await_until(_drained(queue), args.timeout, _common.CPU_POLL_S)
+        phases["drain"] = meter.stop()
+    finally:
+        worker.stop()
+    meter.start()
+    for job in jobs:
+        assert job is not None
+        done = await queue.job(job.key)
+        if done is None or done.status != Status.COMPLETE:
+            raise RuntimeError(f"no result for job {job.key}")
+    phases["read"] = meter.stop()
+    return _common.cpu_result(args.n, phases)
 
 
 async def _keep_subscribed(queue: RedisQueue) -> asyncio.Task[None]:
@@ -120,4 +154,13 @@ async def worker(args: argparse.Namespace) -> None:
 
 
 if __name__ == "__main__":
-    _common.run({"enqueue": enqueue, "drain": drain, "latency": latency, "worker": worker})
+    _common.run(
+        {
+            "enqueue": enqueue,
+            "enqueue_concurrent": enqueue_concurrent,
+            "drain": drain,
+            "cpu": cpu,
+            "latency": latency,
+            "worker": worker,
+        }
+    )

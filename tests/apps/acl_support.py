@@ -28,18 +28,20 @@ APP_RULES = (
     *("+evalsha", "+script|load", "+multi", "+exec", "+watch", "+unwatch"),
     *("+hget", "+hmget", "+hgetall", "+hset", "+exists", "+expire", "+persist", "+del"),
     *("+sadd", "+time", "+lpush", "+rpush", "+lrem", "+llen", "+lrange"),
-    *("+zadd", "+zrem", "+zcard", "+zrange", "+zscore", "+zremrangebyscore"),
+    *("+zadd", "+zrem", "+zcard", "+zrange", "+zscore", "+zremrangebyscore", "+zpopmin"),
     *("+xrevrange", "+xread", "+publish"),
     *CONNECT,
 )
 WORKER_RULES = (
     *SCOPE,
     *("+evalsha", "+script|load", "+multi", "+exec"),
-    *("+hget", "+hgetall", "+hset", "+hdel", "+hexists", "+hkeys", "+hstrlen"),
+    *("+hget", "+hmget", "+hgetall", "+hset", "+hdel", "+hexists", "+hkeys", "+hstrlen"),
     *("+hincrby", "+hincrbyfloat", "+exists", "+expire", "+persist", "+del", "+get", "+set"),
+    "+time",
     *("+sadd", "+srem", "+smembers", "+sismember", "+scard"),
     *("+lpop", "+lpush", "+rpush", "+lrem", "+blmove"),
-    *("+zadd", "+zrem", "+zscore", "+zrangebyscore", "+zremrangebyscore"),
+    *("+zadd", "+zrem", "+zcard", "+zcount", "+zrange", "+zscore", "+zrangebyscore"),
+    *("+zremrangebyscore", "+zpopmin"),
     *("+xadd", "+subscribe"),
     *CONNECT,
 )

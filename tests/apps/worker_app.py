@@ -19,7 +19,6 @@ Served, it has two routes:
 
 from __future__ import annotations
 
-import json
 import os
 from typing import Any
 
@@ -29,13 +28,8 @@ from aiorq_flask import AsyncRQ, Job
 
 WAIT_SECONDS = 10
 
-connection = os.environ["WORKER_APP_REDIS_URL"]
 app = Quart(__name__)
-app.config.update(
-    RQ_CONNECTION=json.loads(connection) if connection.startswith("{") else connection,
-    RQ_QUEUES=os.environ.get("WORKER_APP_QUEUES", "default").split(","),
-    RQ_ASYNC=True,
-)
+app.config.from_object("tests.apps.worker_settings")
 allowed = os.environ.get("WORKER_APP_ALLOWED_MODULES", "tests")
 if allowed:
     app.config["RQ_WORKER_ALLOWED_MODULES"] = allowed.split(",")

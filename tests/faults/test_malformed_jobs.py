@@ -538,6 +538,10 @@ def test_garbage_on_the_command_channel_is_ignored(
     # count_overlap(url, key, seconds) INCRs <key>:now as it starts, then sleeps.
     push(client, (long_id, job_fields(COUNT_OVERLAP, worker.url, trace, 30)))
     worker.wait(lambda: client.get(f"{trace}:now") == b"1", "the long job to be running")
+    worker.wait(
+        lambda: client.pubsub_numsub(worker.channel)[0][1] == 1,
+        "the worker to subscribe to its command channel",
+    )
 
     assert client.publish(worker.channel, garbage) == 1, "the worker is not subscribed"
     client.publish(worker.channel, json.dumps({"command": "stop-job", "job_id": long_id}))

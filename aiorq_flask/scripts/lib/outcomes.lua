@@ -52,7 +52,9 @@ local function release_dependents(C, id, parent_failed)
     if ready then
       redis.call('ZREM', KEY.deferred(origin), dep)
       redis.call('HSET', dep_key, 'status', STATUS.QUEUED, 'enqueued_at', C.ts)
-      push(origin, dep, redis.call('HGET', dep_key, 'enqueue_at_front') == '1')
+      if not rl_hold(dep, C.ts, C.now) then  -- lib/rate_limit.lua
+        push(origin, dep, redis.call('HGET', dep_key, 'enqueue_at_front') == '1')
+      end
       redis.call('SREM', dependents, dep)
     end
   end
