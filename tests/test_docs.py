@@ -21,7 +21,6 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import ModuleType
@@ -171,7 +170,12 @@ def missing_fragments(paths: list[Path], text: str, skip: Callable[[str], bool])
 
 
 def test_the_configuration_page_quotes_every_config_error() -> None:
-    files = [PACKAGE / "_config.py", PACKAGE / "allowlist.py", PACKAGE / "worker" / "_worker.py"]
+    files = [
+        PACKAGE / "_config.py",
+        PACKAGE / "allowlist.py",
+        PACKAGE / "worker" / "_worker.py",
+        PACKAGE / "worker" / "_cron.py",
+    ]
     missing = missing_fragments(files, page("configuration.md"), lambda name: name != "ConfigError")
     assert not missing, "ConfigError messages missing from configuration.md:\n" + "\n".join(missing)
 
@@ -475,6 +479,44 @@ async def test_rq_dependency_and_callback(redis_url: str, caplog: pytest.LogCapt
         await coordination.rq.state().pools.aclose()
 
 
+def ticks_finished(client: redis.Redis, names: list[str]) -> list[str] | None:
+    """The job ids of the last tick of each periodic job, once all of them finished."""
+    raw = [client.hget(f"rq:cron:{name}", "job_id") for name in names]
+    ids = [value.decode() for value in raw if value]
+    if len(ids) == len(names) and all(status(client, i) == "finished" for i in ids):
+        return ids
+    return None
+
+
+async def test_periodic_jobs_concurrency_limits_and_repeats(
+    redis_url: str, sync_redis: redis.Redis
+) -> None:
+    periodic = sample("scheduling_periodic")
+    app = make_app(periodic, redis_url, RQ_QUEUES=["email", "default"])
+    names = ["scheduling_periodic.purge_sessions", "scheduling_periodic.send_digest"]
+    for name in names:  # as if a tick was enqueued long ago: the next pass catches up once
+        sync_redis.hset(f"rq:cron:{name}", "tick", 0)
+    async with app.app_context():
+        orders = await periodic.send_orders([1, 2, 3, 4, 5])
+        assert [job.status for job in orders] == [JobStatus.QUEUED] * 3 + [
+            JobStatus.RATE_LIMITED
+        ] * 2
+        feed = await periodic.watch_feed("https://example.com/feed")
+        worker = periodic.rq.make_worker(app=app)
+        async with serving(worker, sync_redis):
+            await async_wait_until(
+                lambda: all(status(sync_redis, job.id) == "finished" for job in orders)
+            )
+            await async_wait_until(lambda: status(sync_redis, feed.id) == "scheduled")
+            ticks = await async_wait_until(lambda: ticks_finished(sync_redis, names))
+        purge = await periodic.rq.queues["default"].fetch_job(ticks[0])
+        digest = await periodic.rq.queues["email"].fetch_job(ticks[1])
+        assert purge is not None and await purge.return_value() == "sessions purged"
+        assert digest is not None and await digest.return_value() == "digest sent to ops"
+        assert await feed.return_value() == "polled https://example.com/feed"
+        await periodic.rq.state().pools.aclose()
+
+
 async def test_stopping_a_running_job(redis_url: str, sync_redis: redis.Redis) -> None:
     coordination = sample("coordination")
     app = make_app(coordination, redis_url)
@@ -660,16 +702,17 @@ async def test_recipe_periodic_cleanup(redis_url: str, sync_redis: redis.Redis) 
     app = make_app(recipe, redis_url)
     now = time.time()
     sync_redis.zadd(recipe.SESSIONS, {"old": now - 10, "live": now + 3600})
+    name = "recipe_cleanup.purge_sessions"
+    sync_redis.hset(f"rq:cron:{name}", "tick", 0)  # a tick long ago: caught up once
     async with app.app_context():
-        first = await recipe.schedule_next()
-        assert first is not None and await recipe.schedule_next() is None  # once per period
-        await recipe.rq.queue.enqueue(recipe.purge_sessions)  # a run, due now
-        await drain(recipe.rq, app)
-        assert sync_redis.zrange(recipe.SESSIONS, 0, -1) == [b"live"]
-        assert await recipe.rq.queue.scheduled.job_ids() == [first.id]
-        when = datetime.fromtimestamp(now, tz=timezone.utc)
-        assert first.id == f"purge-sessions-{int(when.timestamp()) // recipe.EVERY + 1}"
+        async with serving(recipe.rq.make_worker(app=app), sync_redis):
+            (tick,) = await async_wait_until(lambda: ticks_finished(sync_redis, [name]))
+        job = await recipe.rq.queue.fetch_job(tick)
+        assert job is not None and await job.return_value() == 1
         await recipe.rq.state().pools.aclose()
+    assert sync_redis.zrange(recipe.SESSIONS, 0, -1) == [b"live"]
+    prefix, _, when = tick.rpartition("-")
+    assert prefix == "cron-recipe_cleanup_purge_sessions" and int(when) % 3600 == 0  # on the hour
 
 
 def test_recipe_database_pool_per_worker(redis_url: str, tmp_path: Path) -> None:
