@@ -390,10 +390,10 @@ def test_the_health_check_command_exits_1_for_no_worker(redis_url: str) -> None:
     assert done.returncode == 1
 
 
-def aiorq_health(redis_url: str) -> int:
+def aiorq_health(redis_url: str, *how: str) -> int:
     """The Worker page's container probe, run as the page shows it."""
     done = subprocess.run(
-        [sys.executable, "-m", "aiorq_flask", "health", "--app", "quickstart_quart:app"],
+        [sys.executable, "-m", "aiorq_flask", "health", *how],
         cwd=EXAMPLES,
         env={**os.environ, "REDIS_URL": redis_url},
         capture_output=True,
@@ -403,17 +403,23 @@ def aiorq_health(redis_url: str) -> int:
     return done.returncode
 
 
+PROBES = [("--app", "quickstart_quart:app"), ("--config", "worker_settings")]
+
+
 async def test_aiorq_health_passes_while_a_worker_serves_the_connection(
     redis_url: str, sync_redis: redis.Redis
 ) -> None:
     rq = AsyncRQ()
     app = Quart(__name__)
+    app.config.from_object(sample("worker_settings"))
     app.config.update(RQ_CONNECTION=redis_url)
     rq.init_app(app)
     async with serving(rq.make_worker(app=app), sync_redis):
-        assert await asyncio.to_thread(aiorq_health, redis_url) == 0
+        for probe in PROBES:
+            assert await asyncio.to_thread(aiorq_health, redis_url, *probe) == 0, probe
     await rq.state(app).pools.aclose()
-    assert aiorq_health(redis_url) == 1
+    for probe in PROBES:
+        assert aiorq_health(redis_url, *probe) == 1, probe
 
 
 # -- Scheduling and coordination ----------------------------------------------------------------
