@@ -17,7 +17,6 @@ refuses writes still leaves its trace.
 from __future__ import annotations
 
 import re
-import shutil
 import signal
 import subprocess
 import time
@@ -38,7 +37,7 @@ from ..apps.worker_support import (
     unique_name,
     wait_until,
 )
-from ..redis_server import free_port
+from ..redis_server import free_port, redis_program
 from .conftest import Figures
 
 T = TypeVar("T")
@@ -84,9 +83,7 @@ class PrivateRedis:
 
     def start(self, *extra: str) -> None:
         """Start, and return once the server answers ``INFO`` (it does while loading)."""
-        executable = shutil.which("redis-server")
-        assert executable is not None, "redis-server is not on PATH"
-        argv = [executable, "--port", str(self.port), "--bind", "127.0.0.1"]
+        argv = [redis_program(), "--port", str(self.port), "--bind", "127.0.0.1"]
         argv += ["--dir", str(self.dir), "--save", "", *self.options, *extra]
         with open(self.dir / "redis.log", "ab") as log:
             self.process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
