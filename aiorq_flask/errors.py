@@ -33,3 +33,8 @@ class InvalidJobOperation(RuntimeError):
 
 class JobTimeoutError(TimeoutError):
     """A job ran longer than its ``job_timeout``; recorded as the job's failure."""
+
+
+class UnsupportedServerError(RuntimeError):
+    """The Redis server is older than 6.2, the oldest aiorq_flask supports; raised by the
+    worker at start, before it registers or claims anything."""

@@ -17,7 +17,7 @@ from typing import Any, NoReturn
 import anyio
 
 from .._state import AppState, state_of
-from ..errors import ConfigError
+from ..errors import ConfigError, UnsupportedServerError
 from ._worker import Worker
 
 APP_ENV_VARS = ("QUART_APP", "FLASK_APP")
@@ -119,7 +119,10 @@ def run_worker(app: Any, options: argparse.Namespace) -> None:
         )
     except (ConfigError, ValueError) as error:
         fail(str(error))
-    anyio.run(worker.work, options.burst)
+    try:
+        anyio.run(worker.work, options.burst)
+    except UnsupportedServerError as error:
+        fail(str(error))
 
 
 def main(argv: list[str] | None = None) -> None:
