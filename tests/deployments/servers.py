@@ -143,7 +143,8 @@ def tls_server(directory: Path, certificates: Certificates) -> Server:
     try:
         return server.start(_tls_client(server.port, certificates))
     except RuntimeError:
-        if "TLS support" in (directory / "tls.log").read_text():
+        log = (directory / "tls.log").read_text()
+        if "TLS support" in log or "'tls-port" in log:  # 7.x, or 6.2: "Bad directive"
             raise NoTLS(f"{redis_program()} has no TLS support") from None
         raise
 
