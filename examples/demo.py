@@ -408,8 +408,8 @@ class Demo:
         finally:
             probe.close()
         print(
-            f"  redis   throwaway redis-server on port {port}: Redis {version}, "
-            f"{program.describe()} (removed at the end)"
+            f"  redis   throwaway redis-server on port {port}: Redis {version} from "
+            f"{program.describe()}, removed at the end"
         )
         return url
 

@@ -28,7 +28,7 @@ class RedisProgram:
 
     def describe(self) -> str:
         """Where the program came from, for a banner."""
-        return f"from the {PACKAGE} package (none on PATH)" if self.embedded else self.path
+        return f"the {PACKAGE} package (none on PATH)" if self.embedded else self.path
 
 
 def find(name: str = "redis-server") -> RedisProgram | None:
