@@ -6,7 +6,9 @@ ships (``examples/redis_binary.py``): every test that starts a server finds it h
 
 from __future__ import annotations
 
+import functools
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -32,6 +34,18 @@ def redis_program(name: str = "redis-server") -> str:
             f"{redis_binary.missing(name)}; or set AIORQ_TEST_REDIS_URL to a server to use"
         )
     return found.path
+
+
+@functools.cache
+def program_version() -> tuple[int, ...]:
+    """The version of ``redis_program()``, from ``redis-server --version`` (``v=6.2.14``),
+    for the options and reports that differ between Redis 6.2 and 7."""
+    output = subprocess.run(
+        [redis_program(), "--version"], capture_output=True, text=True, check=True, timeout=10
+    ).stdout
+    match = re.search(r"\bv=(\d+(?:\.\d+)*)", output)
+    assert match, f"no version in {output!r}"
+    return tuple(int(part) for part in match[1].split("."))
 
 
 class RedisServer:
