@@ -17,9 +17,8 @@ from urllib.parse import quote
 import redis
 
 from aiorq_flask import keys
-from aiorq_flask.worker._server_version import parse
 
-from ..redis_server import RedisServer
+from ..redis_server import RedisServer, program_version
 
 PREFIX = keys.PREFIX
 # rq's keys, and its worker command channels; "resetchannels" because on Redis 6.2 "reset"
@@ -79,8 +78,8 @@ class AclServer:
 
     def denials(self) -> list[dict[str, str]]:
         """``ACL LOG`` entries (what was refused, to whom), but for ``IGNORED_DENIALS``."""
-        version = parse(str(self.admin.info("server")["redis_version"])) or ()
-        ignored = IGNORED_DENIALS | (IGNORED_DENIALS_BEFORE_7 if version < (7,) else set())
+        before_7 = program_version() < (7,)
+        ignored = IGNORED_DENIALS | (IGNORED_DENIALS_BEFORE_7 if before_7 else set())
         entries = []
         for entry in self.admin.execute_command("ACL", "LOG"):  # redis-py: a dict each
             text = {_text(k): _text(v) for k, v in entry.items() if isinstance(v, (bytes, str))}
