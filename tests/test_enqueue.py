@@ -64,9 +64,15 @@ def queue(quart_rq: AsyncRQ) -> Queue:
 
 
 def command_calls(client: redis.Redis) -> Counter[str]:
-    """Calls per command since the server started, from ``INFO commandstats``."""
-    stats = client.info("commandstats")
-    return Counter({name.removeprefix("cmdstat_"): s["calls"] for name, s in stats.items()})
+    """Calls per command since the server started, from ``INFO commandstats``.
+
+    Redis 7 counts each subcommand apart (``script|load``), 6.2 under its command
+    (``script``): both are counted as the command, so one expectation holds on either.
+    """
+    calls: Counter[str] = Counter()
+    for name, stats in client.info("commandstats").items():
+        calls[name.removeprefix("cmdstat_").partition("|")[0]] += stats["calls"]
+    return calls
 
 
 def commands_sent(before: Counter[str], after: Counter[str]) -> dict[str, int]:
@@ -274,7 +280,7 @@ async def test_enqueue_many_of_100_jobs_sends_one_multi(
     sent = commands_sent(before, command_calls(sync_redis))
     assert sent == {
         "multi": 1,
-        "script|load": 1,
+        "script": 1,  # SCRIPT LOAD
         "evalsha": 100,
         "hset": 100,
         "sadd": 100,

@@ -13,6 +13,7 @@ from redis.asyncio import BlockingConnectionPool, Connection, Redis
 from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 
 from aiorq_flask._multiplexer import Multiplexer, endpoint_of, locator_of
+from aiorq_flask.worker._server_version import hello_fields
 
 from .apps.worker_support import async_wait_until
 from .client_list import connections_named, named, wait_for_connections
@@ -215,16 +216,17 @@ async def test_writes_larger_than_the_socket_buffer_wait_and_all_replies_arrive(
 async def test_the_channel_speaks_resp2_when_the_client_asks_for_resp3(redis_url: str) -> None:
     client = Redis(**named(redis_url, "mux-resp3", protocol=3))
     multiplexer = Multiplexer.for_client(client)
-    try:
+    try:  # HELLO without arguments names the connection's protocol (CLIENT INFO: from 7.0)
         info = await multiplexer.execute_command("CLIENT", "INFO")
-        own = await client.client_info()
+        hello = await multiplexer.execute_command("HELLO")
+        own = await client.execute_command("HELLO")
     finally:
         await multiplexer.aclose()
         await client.aclose()
 
-    assert str(own["resp"]) == "3"  # the client's own connections
+    assert hello_fields(own)["proto"] == "3"  # the client's own connections
     fields = dict(field.split(b"=", 1) for field in info.split())
-    assert (fields[b"name"], fields[b"resp"]) == (b"mux-resp3", b"2")
+    assert (fields[b"name"], hello_fields(hello)["proto"]) == (b"mux-resp3", "2")
 
 
 READONLY = "return redis.error_reply('READONLY You can\\'t write against a read only replica.')"

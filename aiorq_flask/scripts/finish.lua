@@ -20,11 +20,12 @@ local worker_key = KEY.worker(C.worker)
 -- expired (an outage), it would come back without rq's fields and without a ttl.
 local registered = C.worker ~= '' and redis.call('HEXISTS', worker_key, 'birth') == 1
 
+-- The worker's counters, added up over the batch and written once at its end
+-- (HINCRBYFLOAT is the costliest call a job's outcome made).
+local counted = {successful_job_count = 0, failed_job_count = 0, working = 0}
 local function count(field, working)
-  if registered then
-    redis.call('HINCRBY', worker_key, field, 1)
-    redis.call('HINCRBYFLOAT', worker_key, 'total_working_time', working)
-  end
+  counted[field] = counted[field] + 1
+  counted.working = counted.working + (tonumber(working) or 0)
 end
 
 -- Claim put the member in the worker's set and in rq:wip; only this step takes it out of
@@ -85,6 +86,12 @@ for _, e in ipairs(cmsgpack.unpack(ARGV[6])) do
   local limit = rl_key_of(e[1])  -- lib/rate_limit.lua: the slot is freed once it ended
   written[#written + 1] = finish(e[1], e[2], e[3], e[4], e[5], e[6], e[7])
   rl_release(limit, e[1], C.ts, C.now)
+end
+if registered and counted.successful_job_count + counted.failed_job_count > 0 then
+  for _, field in ipairs({'successful_job_count', 'failed_job_count'}) do
+    if counted[field] > 0 then redis.call('HINCRBY', worker_key, field, counted[field]) end
+  end
+  redis.call('HINCRBYFLOAT', worker_key, 'total_working_time', counted.working)
 end
 if registered and redis.call('SCARD', KEY.worker_executions(C.worker)) == 0 then
   redis.call('HSET', worker_key, 'state', 'idle')  -- as rq does after its job

@@ -39,7 +39,7 @@ from .._redis_errors import is_transient
 from .._scripts import Claimed, Outcome
 from ..allowlist import OPTION, SETTING, Allowlist, NotAllowedError, module_prefixes
 from ..current import running
-from ..errors import ConfigError, InvalidJobError, NoSuchJobError
+from ..errors import ConfigError, InvalidJobError, NoSuchJobError, UnsupportedServerError
 from ..execution import (
     Deadline,
     app_context,
@@ -65,6 +65,7 @@ from ..payload import BIG_DATA, decode_data
 from . import _bookkeeping
 from ._cron import PASS_SECONDS, CronPass
 from ._loops import Backoff, RedisHealth, every
+from ._server_version import check_server
 
 if TYPE_CHECKING:
     from .._state import AppState
@@ -235,6 +236,7 @@ class Worker:
         self._ready: collections.deque[Execution] = collections.deque()
         self.state = WorkerState.STARTING
         self.processed = 0
+        self.refusal: UnsupportedServerError | None = None  # the server is too old
 
     def __repr__(self) -> str:
         return f"<Worker {self.name} on {self.connection_name!r}: {', '.join(self.queues)}>"
@@ -256,7 +258,10 @@ class Worker:
     # -- lifecycle ---------------------------------------------------------------------
 
     async def work(self, burst: bool = False) -> None:
-        """Register, serve until stopped, put back unfinished jobs, deregister."""
+        """Register, serve until stopped, put back unfinished jobs, deregister.
+
+        Raises ``UnsupportedServerError``, before registering, on a Redis older than 6.2.
+        """
         # anyio primitives belong to a running loop: made here, not in __init__.
         self._limiter = anyio.CapacityLimiter(self.concurrency)
         self._room = anyio.Event()
@@ -273,8 +278,7 @@ class Worker:
                 if threading.current_thread() is threading.main_thread():
                     upkeep.start_soon(self._handle_signals)
                 with self._fetch_scope:  # a stop while Redis is still down ends here
-                    await self._register()
-                    registered = True
+                    registered = await self._register()
                 if registered and self.state is WorkerState.STARTING:
                     self.state = WorkerState.SERVING
                     log.info(
@@ -295,6 +299,8 @@ class Worker:
                 with anyio.CancelScope(shield=True):
                     await _hooks.shutdown(self._hooks, self.app, self)
             self.state = WorkerState.STOPPED
+        if self.refusal is not None:
+            raise self.refusal
         log.info("worker %s stopped after %d jobs", self.name, self.processed)
 
     async def _serve(self, burst: bool) -> None:
@@ -325,14 +331,19 @@ class Worker:
             self.state = WorkerState.STOPPING
         self._fetch_scope.cancel()
 
-    async def _register(self) -> None:
-        """Register, waiting out Redis being down and a namesake's registration."""
+    async def _register(self) -> bool:
+        """Check the server's version, then register, waiting out Redis being down and a
+        namesake's registration. False, with ``self.refusal`` set, if the server is too old."""
         backoff = Backoff(self._health)
         while True:
             try:
+                await check_server(self.redis, self.connection_name)
                 await _bookkeeping.register(
                     self.redis, self.name, self.queues, self.heartbeat, self._registration
                 )
+            except UnsupportedServerError as error:
+                self.refusal = error
+                return False
             except _bookkeeping.NameTaken as error:
                 log.warning(
                     "%s: waiting for it to end or expire (a killed worker's does within "
@@ -345,7 +356,7 @@ class Worker:
                 await backoff.wait(error, "registering the worker")
                 continue
             self._health.answered()
-            return
+            return True
 
     async def _deregister(self) -> None:
         with anyio.move_on_after(5):

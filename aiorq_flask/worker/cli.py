@@ -15,7 +15,7 @@ from typing import Any
 import anyio
 
 from ..cli._app import APP_HELP, app_state, fail, load_app
-from ..errors import ConfigError, WorkerStartupError
+from ..errors import ConfigError, UnsupportedServerError, WorkerStartupError
 from ._worker import Worker
 
 
@@ -98,7 +98,7 @@ def run_worker(app: Any, options: argparse.Namespace) -> None:
         serve_metrics(app, options.metrics_port)
     try:
         anyio.run(worker.work, options.burst)
-    except WorkerStartupError as error:  # its traceback is logged at DEBUG level
+    except (WorkerStartupError, UnsupportedServerError) as error:  # tracebacks at DEBUG
         fail(str(error))
 
 

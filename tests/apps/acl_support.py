@@ -18,10 +18,12 @@ import redis
 
 from aiorq_flask import keys
 
-from ..redis_server import RedisServer
+from ..redis_server import RedisServer, program_version
 
 PREFIX = keys.PREFIX
-SCOPE = (f"~{PREFIX}:*", f"&{PREFIX}:pubsub:*")  # rq's keys, and its worker command channels
+# rq's keys, and its worker command channels; "resetchannels" because on Redis 6.2 "reset"
+# leaves every channel allowed (acl-pubsub-default), and a pattern cannot follow that.
+SCOPE = (f"~{PREFIX}:*", "resetchannels", f"&{PREFIX}:pubsub:*")
 CONNECT = ("+ping", "+select", "+client|setname", "+wait")  # health, ?db=, ?client_name=, Sentinel
 APP_RULES = (
     *SCOPE,
@@ -46,8 +48,11 @@ WORKER_RULES = (
     *CONNECT,
 )
 # redis-py sends CLIENT SETINFO when it connects and ignores a refusal; Redis 7.2+ logs
-# that refusal in ACL LOG (older servers do not know the command).
+# that refusal in ACL LOG (7.0 and 7.1 do not know the subcommand). 6.2 does not know it
+# either, but checks the rules first and logs the refusal as "client", as it would any
+# refused CLIENT subcommand: the same tests on Redis 7 tell those apart.
 IGNORED_DENIALS = {"client|setinfo"}
+IGNORED_DENIALS_BEFORE_7 = {"client"}
 
 
 def setuser(client: redis.Redis, user: str, password: str, rules: Sequence[str]) -> None:
@@ -75,10 +80,12 @@ class AclServer:
 
     def denials(self) -> list[dict[str, str]]:
         """``ACL LOG`` entries (what was refused, to whom), but for ``IGNORED_DENIALS``."""
+        before_7 = program_version() < (7,)
+        ignored = IGNORED_DENIALS | (IGNORED_DENIALS_BEFORE_7 if before_7 else set())
         entries = []
         for entry in self.admin.execute_command("ACL", "LOG"):  # redis-py: a dict each
             text = {_text(k): _text(v) for k, v in entry.items() if isinstance(v, (bytes, str))}
-            if text.get("object") not in IGNORED_DENIALS:
+            if text.get("object") not in ignored:
                 entries.append(text)
         return entries
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import secrets
-import shutil
 import subprocess
 import time
 from collections.abc import Callable
@@ -20,18 +19,11 @@ from typing import Any
 
 import redis
 
-from ..redis_server import free_port
+from ..redis_server import free_port, redis_program
 
 SERVICE = "mymaster"
 _DATA_NODE = ["--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", "."]
 _DATA_NODE += ["--repl-diskless-sync-delay", "0"]  # a replica syncs at once, not after 5 s
-
-
-def _executable() -> str:
-    found = shutil.which("redis-server")
-    if found is None:
-        raise RuntimeError("redis-server is not on PATH (apt-get install redis-server)")
-    return found
 
 
 def _wait(ready: Callable[[], bool], process: subprocess.Popen[bytes], what: str) -> None:
@@ -62,7 +54,7 @@ class Server:
         log = open(self.directory / f"{self.name}.log", "ab")  # noqa: SIM115 (the process's)
         data_node = "--sentinel" not in self.arguments
         self.process = subprocess.Popen(
-            [_executable(), *self.arguments, *(_DATA_NODE if data_node else [])],
+            [redis_program(), *self.arguments, *(_DATA_NODE if data_node else [])],
             cwd=self.directory,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -151,8 +143,9 @@ def tls_server(directory: Path, certificates: Certificates) -> Server:
     try:
         return server.start(_tls_client(server.port, certificates))
     except RuntimeError:
-        if "TLS support" in (directory / "tls.log").read_text():
-            raise NoTLS(f"{_executable()} has no TLS support") from None
+        log = (directory / "tls.log").read_text()
+        if "TLS support" in log or "'tls-port" in log:  # 7.x, or 6.2: "Bad directive"
+            raise NoTLS(f"{redis_program()} has no TLS support") from None
         raise
 
 

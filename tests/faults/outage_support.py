@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
-import shutil
 import signal
 import subprocess
 import threading
@@ -27,7 +26,7 @@ from urllib.parse import urlsplit, urlunsplit
 import redis
 import redis.asyncio
 
-from ..redis_server import free_port
+from ..redis_server import free_port, redis_program
 
 STARTS = "starts"  # suffixes of the trace lists: <key>:starts, <key>:ends
 ENDS = "ends"
@@ -104,11 +103,8 @@ class PersistentRedis:
         self.process: subprocess.Popen[bytes] | None = None
 
     def argv(self) -> list[str]:
-        executable = shutil.which("redis-server")
-        if executable is None:
-            raise RuntimeError("redis-server is not on PATH (apt-get install redis-server)")
         return [
-            executable,
+            redis_program(),
             "--port",
             str(self.port),
             "--bind",

@@ -47,6 +47,7 @@ def private_redis() -> Iterator[RedisServer]:
         if server.process is not None:
             server.process.kill()
             server.process.wait(10)
+        server.stop()  # removes its directory
 
 
 def named_client(url: str) -> redis.Redis:
