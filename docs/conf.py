@@ -37,4 +37,12 @@ autodoc_default_options = {"members": True, "show-inheritance": True}
 nitpick_ignore_regex = [
     (r"py:.*", r"(?!aiorq_flask\.)[A-Za-z_][\w.]*"),
     (r"py:.*", r"aiorq_flask\._\w+.*"),
+    # JobWrapper's type variables (the function's ParamSpec and return type).
+    (r"py:.*", r"~?(aiorq_flask\.\w+\.)?[PR]"),
 ]
+
+# The metrics module needs the prometheus extra; the site builds without it too.
+try:
+    import prometheus_client  # noqa: F401
+except ImportError:
+    autodoc_mock_imports = ["prometheus_client"]

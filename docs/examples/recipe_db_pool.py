@@ -1,38 +1,68 @@
-"""Recipe: a database connection per worker thread, reused by every job it runs.
+"""Recipe: a database pool per worker, opened before its first job and closed after its last.
 
-Plain ``def`` jobs run in the worker's thread pool (``--concurrency`` threads at most).
-Opening a connection per job is slow; one per thread is safe (a sqlite3 connection
-must stay in its thread) and lives as long as the worker.
+``worker_startup`` and ``worker_shutdown`` hooks run once per worker process, in the app
+context. The pool here is a few sqlite3 connections handed out to the worker's threads
+(plain ``def`` jobs run in a pool of ``--concurrency`` threads); with a real driver,
+create its own pool in the same two hooks (``psycopg_pool.ConnectionPool``,
+``await asyncpg.create_pool(...)`` in an ``async def`` hook, SQLAlchemy's engine).
 """
 
 from __future__ import annotations
 
+import queue
 import sqlite3
-import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from flask import current_app
 
 from aiorq_flask import AsyncRQ
+from aiorq_flask.worker import Worker
 
 rq = AsyncRQ()
-_local = threading.local()
 
 
-def db() -> sqlite3.Connection:
-    """This thread's connection, opened on first use from the app's config."""
-    connection: sqlite3.Connection | None = getattr(_local, "connection", None)
-    if connection is None:
-        connection = sqlite3.connect(current_app.config["DATABASE"])
+class Pool:
+    """``size`` connections, each used by one thread at a time."""
+
+    def __init__(self, path: str, size: int) -> None:
+        self._idle: queue.Queue[sqlite3.Connection] = queue.Queue()
+        for _ in range(size):
+            self._idle.put(sqlite3.connect(path, check_same_thread=False))
+
+    @contextmanager
+    def connection(self) -> Iterator[sqlite3.Connection]:
+        connection = self._idle.get()  # waits while every connection is in use
+        try:
+            with connection:  # one transaction
+                yield connection
+        finally:
+            self._idle.put(connection)
+
+    def close(self) -> None:
+        while not self._idle.empty():
+            self._idle.get().close()
+
+
+@rq.worker_startup
+def open_pool(worker: Worker) -> None:
+    pool = Pool(current_app.config["DATABASE"], size=worker.concurrency)
+    with pool.connection() as connection:
         connection.execute("CREATE TABLE IF NOT EXISTS visits (page TEXT)")
-        _local.connection = connection
-    return connection
+    current_app.extensions["db"] = pool
+
+
+@rq.worker_shutdown
+def close_pool(worker: Worker) -> None:
+    current_app.extensions.pop("db").close()
 
 
 @rq.job
 def record_visit(page: str) -> int:
     """Store one visit; return the page's count so far."""
-    connection = db()
-    with connection:  # one transaction
+    with current_app.extensions["db"].connection() as connection:
         connection.execute("INSERT INTO visits (page) VALUES (?)", (page,))
-    (count,) = connection.execute("SELECT count(*) FROM visits WHERE page = ?", (page,)).fetchone()
+        (count,) = connection.execute(
+            "SELECT count(*) FROM visits WHERE page = ?", (page,)
+        ).fetchone()
     return int(count)

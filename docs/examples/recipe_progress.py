@@ -3,31 +3,29 @@
 from __future__ import annotations
 
 import asyncio
-import uuid
 from typing import Any
 
-from aiorq_flask import AsyncRQ
+from aiorq_flask import AsyncRQ, get_current_job
 
 rq = AsyncRQ()
 
 
 @rq.job(job_timeout="1h")
-async def import_rows(job_id: str, rows: list[str]) -> int:
+async def import_rows(rows: list[str]) -> int:
     """Process ``rows``, saving how far it got after each one."""
-    job = await rq.queue.fetch_job(job_id)  # the job's own handle, by the id it was given
+    job = get_current_job()  # the job's own handle
     assert job is not None
     for done, row in enumerate(rows, start=1):
         await asyncio.sleep(0)  # stands in for the real work on ``row``
         job.meta["progress"] = {"done": done, "total": len(rows), "last": row}
-        await job.save_meta()
+        await job.save_meta()  # writes the meta field only
     return len(rows)
 
 
 async def start_import(rows: list[str]) -> str:
-    """Called from a view: choose the id first, so the job can find itself."""
-    job_id = uuid.uuid4().hex
-    await import_rows.enqueue(job_id, rows, job_id=job_id)
-    return job_id
+    """Called from a view: the page keeps the id to poll with."""
+    job = await import_rows.enqueue(rows)
+    return job.id
 
 
 async def progress(job_id: str) -> dict[str, Any]:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import httpx
 from quart import Quart, current_app
 
-from aiorq_flask import AsyncRQ, Retry
+from aiorq_flask import AsyncRQ, DuplicateJobError, Retry
 
 rq = AsyncRQ()
 
@@ -31,8 +32,11 @@ def create_app(**config: Any) -> Quart:
     @app.post("/signup/<int:user_id>")
     async def signup(user_id: int) -> dict[str, str]:
         address = f"user{user_id}@example.com"  # in a real app: from the form, saved first
-        # One job per user: a second signup request for the same user reuses the job id.
-        job = await send_welcome_email.enqueue(user_id, address, job_id=f"welcome-{user_id}")
-        return {"job": job.id}
+        # One mail per user: a second request (a double-submitted form) writes nothing.
+        job_id = f"welcome-{user_id}"
+        # DuplicateJobError: queued, sent or failing already; the first request's job stands.
+        with contextlib.suppress(DuplicateJobError):
+            await send_welcome_email.enqueue(user_id, address, job_id=job_id, unique=True)
+        return {"job": job_id}
 
     return app
