@@ -170,9 +170,7 @@ class Multiplexer:
     async def execute_command(self, *args: Any) -> Any:
         """Send one command and await its reply."""
         packed = hiredis.pack_command(args)
-        channel = self._channel
-        if channel is None or not channel.accepting:
-            channel = await self._open()
+        channel = await self._ready()
         return await channel.call(packed)
 
     async def transaction(self, commands: Sequence[Sequence[Any]]) -> list[Any]:
@@ -188,9 +186,7 @@ class Multiplexer:
         parts = [_MULTI, *(hiredis.pack_command(tuple(command)) for command in commands), _EXEC]
         if self._replicated and asyncio.get_running_loop().time() >= self._unreplicated_until:
             parts.append(_WAIT)
-        channel = self._channel
-        if channel is None or not channel.accepting:
-            channel = await self._open()
+        channel = await self._ready()
         replies = await channel.call_many(b"".join(parts), len(parts))
         for reply in replies:
             if isinstance(reply, BaseException):
@@ -208,9 +204,7 @@ class Multiplexer:
         if not self._replicated or asyncio.get_running_loop().time() < self._unreplicated_until:
             return await self.execute_command("EVALSHA", sha, numkeys, *keys_and_args)
         packed = hiredis.pack_command(("EVALSHA", sha, numkeys, *keys_and_args))
-        channel = self._channel
-        if channel is None or not channel.accepting:
-            channel = await self._open()
+        channel = await self._ready()
         value, replicas = await channel.call_replicated(
             packed, REPLICA_WAIT_MS, self._note_replicas
         )
@@ -273,6 +267,13 @@ class Multiplexer:
         for channel in channels:
             if channel is not None:
                 await channel.close()
+
+    async def _ready(self) -> _Channel:
+        """The channel to send on: the open one, or a new one if it failed or retired."""
+        channel = self._channel
+        if channel is None or not channel.accepting:
+            channel = await self._open()
+        return channel
 
     async def _open(self) -> _Channel:
         async with self._opening:
