@@ -154,11 +154,7 @@ class Queue:
             )
         else:
             (written,) = await self._write_batch([data], status, where)
-        if written is None:
-            raise DuplicateJobError(
-                f"job {data.job_id!r} exists already (unique=True): nothing was written"
-            )
-        return JobStatus(written.decode())
+        return _status_written(data, written)
 
     async def _prepare(
         self,
@@ -198,8 +194,8 @@ class Queue:
         written = await self._write_batch(jobs)
         connection = self.connection
         enqueued = [
-            self._job(data, connection, JobStatus(bytes(status or b"").decode()))
-            for data, status in zip(jobs, written, strict=True)  # never None: none is unique
+            self._job(data, connection, _status_written(data, status))
+            for data, status in zip(jobs, written, strict=True)
         ]
         if job_enqueued.receivers:
             self._announce(enqueued)
@@ -381,6 +377,16 @@ class Queue:
     def canceled(self) -> CanceledJobRegistry:
         """The jobs canceled before they ran."""
         return CanceledJobRegistry(self)
+
+
+def _status_written(data: EnqueueData, written: bytes | None) -> JobStatus:
+    """The status ``enqueue.lua`` wrote for ``data``; its nil reply means a unique job's id
+    exists and nothing was written."""
+    if written is None:
+        raise DuplicateJobError(
+            f"job {data.job_id!r} exists already (unique=True): nothing was written"
+        )
+    return JobStatus(written.decode())
 
 
 def _scripts_of(jobs: Sequence[EnqueueData]) -> list[_scripts.Script]:
