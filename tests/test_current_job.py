@@ -99,15 +99,8 @@ def progress_app(redis_url: str) -> Quart:
 
 @pytest.fixture
 def progress_server(redis_url: str) -> Iterator[HypercornThread]:
-    server = HypercornThread(progress_app(redis_url))
-    try:
-        server.start()
+    with HypercornThread.serving(progress_app(redis_url)) as server:
         yield server
-    finally:
-        try:
-            server.shutdown()
-        finally:
-            server.finish()
 
 
 @pytest.fixture

@@ -9,6 +9,7 @@ turns into a 500 or a logged error, which these tests assert never happens.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import logging
 import threading
@@ -273,18 +274,25 @@ class HypercornThread:
         self._release.set()
         self._thread.join(15)
 
+    @classmethod
+    @contextlib.contextmanager
+    def serving(cls, app: Quart) -> Iterator[HypercornThread]:
+        """``app`` served for the block, shut down and its thread ended after it."""
+        server = cls(app)
+        try:
+            server.start()
+            yield server
+        finally:
+            try:
+                server.shutdown()
+            finally:
+                server.finish()
+
 
 @pytest.fixture
 def quart_server(redis_url: str) -> Iterator[HypercornThread]:
-    server = HypercornThread(make_quart_app(redis_url, "quart-e2e"))
-    try:
-        server.start()
+    with HypercornThread.serving(make_quart_app(redis_url, "quart-e2e")) as server:
         yield server
-    finally:
-        try:
-            server.shutdown()
-        finally:
-            server.finish()
 
 
 async def hit_all_at_once(base_url: str, requests: int) -> list[int]:
