@@ -4,9 +4,16 @@ A 50 MiB job argument handled on the event loop holds it for tens of millisecond
 each step: packing the command, copying it into the transport's buffer, feeding the
 reply to a parser and building the value. Every other job of that loop (a web app's
 requests, a worker's running jobs) waits meanwhile. Here one exchange (a handshake,
-the commands, their replies) runs in a worker thread on a socket opened for it: the
-payload is sent straight from its buffer, the reply read in 1 MiB pieces, and the GIL
-is held only for copies of a piece at a time. The loop just awaits the result.
+the commands, their replies) runs in a worker thread on a socket opened for it, and the
+loop just awaits the result.
+
+Moving the work to a thread is not enough: a copy of 50 MiB holds the GIL all along,
+and the loop with it. So a payload is sent straight from its buffers (a
+``SplicedPayload``'s parts: the caller's own bytes objects), and a big field is read
+with ``read_field``: its bytes go to a reader (``_call_reader``) as they arrive, and a
+long run of them is one ``recv(MSG_WAITALL)`` into a new bytes object, which the kernel
+fills with the GIL released. Over TLS, whose sockets take no flags, the field is read
+in 1 MiB pieces and joined: one copy.
 
 A connection per exchange costs well under a millisecond, nothing beside moving
 megabytes, and keeps these transfers off the connections every small command shares.
@@ -16,17 +23,23 @@ from __future__ import annotations
 
 import socket
 import ssl
-from collections.abc import Iterator, Sequence
-from typing import Any
+import struct
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any, TypeVar
 
 import hiredis
 from redis import exceptions
 
+from ._call_reader import PEEK, PIECE, PiecesSource, Source
 from ._redis_errors import error_from_reply
+from .payload import SplicedPayload
 
 Command = Sequence[Any]
-PIECE = 1 << 20  # bytes read per recv
+T = TypeVar("T")
 INLINE = 1 << 16  # arguments shorter than this are copied into one buffer, longer sent as is
+PEEK_PAUSE = 0.0002  # a unix socket's MSG_PEEK does not wait for all: look again after this
 
 
 def exchange(
@@ -53,6 +66,142 @@ def exchange(
         if isinstance(reply, exceptions.RedisError):
             raise reply
     return replies[len(handshake) :]
+
+
+def read_field(
+    where: tuple[str, int] | str,
+    tls: ssl.SSLContext | None,
+    timeouts: tuple[float | None, float | None],
+    handshake: Sequence[Command],
+    command: Command,
+    read: Callable[[Source], T],
+) -> T | None:
+    """``exchange`` for one ``command`` whose reply is a bulk string (an ``HGET``):
+    ``read`` of its bytes, given as they arrive, or None for a nil reply. ``read`` must
+    consume them all; what it raises, this raises."""
+    sock = _connect(where, tls, timeouts)
+    try:
+        if handshake:
+            _send(sock, handshake)
+            for reply in _receive(sock, len(handshake)):
+                if isinstance(reply, exceptions.RedisError):
+                    raise reply
+        _send(sock, [command])
+        with _reading():
+            size = _bulk_length(sock)
+            if size is None:
+                return None
+            if tls is None:
+                source: Source = _SocketSource(sock, size, timeouts[1])
+            else:
+                source = PiecesSource(_read_pieces(sock, size))
+            value = read(source)
+            if source.remaining or _read_exactly(sock, 2) != b"\r\n":
+                raise exceptions.ConnectionError(
+                    "Protocol error: the bulk reply was not read to its end"
+                )
+        return value
+    finally:
+        sock.close()
+
+
+def _bulk_length(sock: socket.socket) -> int | None:
+    """The length in the bulk reply's header line (read byte by byte: nothing after it is
+    consumed), or None for nil; an error reply raises redis-py's class for it."""
+    line = bytearray()
+    while not line.endswith(b"\r\n"):
+        line += _read_exactly(sock, 1)
+    header = bytes(line[:-2])
+    if header.startswith(b"-"):
+        raise error_from_reply(header[1:].decode(errors="replace"))
+    if not header.startswith(b"$"):
+        raise exceptions.ConnectionError(f"Protocol error: expected a bulk reply: {header!r}")
+    size = int(header[1:])
+    return None if size < 0 else size
+
+
+class _SocketSource:
+    """The body of a bulk reply on a blocking socket, read only as far as it is taken."""
+
+    def __init__(self, sock: socket.socket, size: int, timeout: float | None) -> None:
+        sock.settimeout(None)  # blocking, for MSG_WAITALL; the read timeout moves to the kernel
+        seconds = int(timeout or 0)
+        timeval = struct.pack("ll", seconds, int(((timeout or 0) - seconds) * 1e6))
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, timeval)
+        self._sock = sock
+        self._left = size
+        self._timeout = timeout
+        self._spilled: PiecesSource | None = None
+
+    @property
+    def remaining(self) -> int:
+        return self._left if self._spilled is None else self._spilled.remaining
+
+    def peek(self, size: int) -> bytes | memoryview:
+        if self._spilled is None and size > PEEK:
+            self._spilled = PiecesSource(self.take_pieces(self._left))
+        if self._spilled is not None:
+            return self._spilled.peek(size)
+        want = min(size, self._left)
+        deadline = None if self._timeout is None else time.monotonic() + self._timeout
+        while True:
+            window = self._sock.recv(want, socket.MSG_PEEK | socket.MSG_WAITALL)
+            if len(window) >= want:
+                return window
+            if not window:
+                raise exceptions.ConnectionError("Connection closed by server.")
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError
+            time.sleep(PEEK_PAUSE)
+
+    def take(self, size: int) -> bytes:
+        if self._spilled is not None:
+            return self._spilled.take(size)
+        if size > self._left:
+            raise exceptions.ConnectionError("Protocol error: read past a bulk reply")
+        data = self._sock.recv(size, socket.MSG_WAITALL)
+        if len(data) < size:  # a signal or the timeout cut it short: the rest, joined
+            data += _read_exactly(self._sock, size - len(data))
+        self._left -= size
+        return data
+
+    def take_str(self, size: int) -> str:
+        return self.take(size).decode()
+
+    def take_pieces(self, size: int) -> list[bytes]:
+        if self._spilled is not None:
+            return self._spilled.take_pieces(size)
+        if size > self._left:
+            raise exceptions.ConnectionError("Protocol error: read past a bulk reply")
+        self._left -= size
+        return _read_pieces(self._sock, size)
+
+
+def _read_pieces(sock: socket.socket, size: int) -> list[bytes]:
+    """The next ``size`` bytes, as ``recv`` gives them (``PIECE`` at most each)."""
+    pieces: list[bytes] = []
+    while size:
+        piece = sock.recv(min(size, PIECE))
+        if not piece:
+            raise exceptions.ConnectionError("Connection closed by server.")
+        pieces.append(piece)
+        size -= len(piece)
+    return pieces
+
+
+def _read_exactly(sock: socket.socket, size: int) -> bytes:
+    return b"".join(_read_pieces(sock, size))
+
+
+@contextmanager
+def _reading() -> Iterator[None]:
+    """Socket errors while reading, as redis-py's."""
+    try:
+        yield
+    except (TimeoutError, BlockingIOError):  # BlockingIOError: SO_RCVTIMEO ran out
+        raise exceptions.TimeoutError("Timeout reading from Redis") from None
+    except OSError as error:
+        raise exceptions.ConnectionError(f"Error while reading from Redis: {error}") from error
 
 
 def _connect(
@@ -103,9 +252,13 @@ def _resp(commands: Sequence[Command]) -> Iterator[bytes | memoryview]:
     for command in commands:
         yield b"*%d\r\n" % len(command)
         for argument in command:
-            value = _encoded(argument)
-            yield b"$%d\r\n" % len(value)
-            yield value
+            if isinstance(argument, SplicedPayload):
+                yield b"$%d\r\n" % argument.size
+                yield from argument.parts
+            else:
+                value = _encoded(argument)
+                yield b"$%d\r\n" % len(value)
+                yield value
             yield b"\r\n"
 
 
@@ -122,7 +275,7 @@ def _encoded(argument: Any) -> bytes | memoryview:
 def _receive(sock: socket.socket, count: int) -> list[Any]:
     reader = hiredis.Reader()
     replies: list[Any] = []
-    try:
+    with _reading():
         while len(replies) < count:
             value = reader.gets()
             if value is False:
@@ -132,10 +285,6 @@ def _receive(sock: socket.socket, count: int) -> list[Any]:
                 reader.feed(piece)
             else:
                 replies.append(_as_reply(value))
-    except TimeoutError:
-        raise exceptions.TimeoutError("Timeout reading from Redis") from None
-    except OSError as error:
-        raise exceptions.ConnectionError(f"Error while reading from Redis: {error}") from error
     return replies
 
 

@@ -41,7 +41,7 @@ import logging
 import socket
 import ssl
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio
 import hiredis
@@ -52,6 +52,7 @@ from redis.asyncio.connection import ConnectionPool, SSLConnection, UnixDomainSo
 from redis.asyncio.sentinel import SentinelConnectionPool
 
 from . import _bulk
+from ._call_reader import Source
 from ._redis_errors import error_from_reply
 
 Locate = Callable[[], Awaitable[tuple[str, int]]]
@@ -69,6 +70,7 @@ UNCONFIRMED = (
 )
 
 log = logging.getLogger("aiorq_flask.replication")
+T = TypeVar("T")
 
 _WAIT_COMMAND: tuple[Any, ...] = ("WAIT", 1, REPLICA_WAIT_MS)
 _MULTI, _EXEC = hiredis.pack_command(("MULTI",)), hiredis.pack_command(("EXEC",))
@@ -235,27 +237,31 @@ class Multiplexer:
         """Run ``commands`` on a connection of their own, in a thread: for big payloads,
         which would hold the loop (``_bulk``). Raises the first error reply among theirs.
         A write behind Sentinel returns once a replica has it, as a script call does."""
-        endpoint = self._endpoint
-        if self._locate is not None:
-            where: tuple[str, int] | str = await self._locate()
-        else:
-            where = endpoint.path or (endpoint.host, endpoint.port)
         wait = [("WAIT", 1, REPLICA_WAIT_MS)] if write and self._replicated else []
-        exchange = functools.partial(
-            _bulk.exchange,
-            where,
-            endpoint.tls,
-            (endpoint.connect_timeout, endpoint.timeout),
-            await _handshake_commands(endpoint),
-            [*commands, *wait],
-        )
-        replies = await anyio.to_thread.run_sync(exchange)
+        exchange = functools.partial(_bulk.exchange, *await self._bulk_endpoint())
+        replies = await anyio.to_thread.run_sync(exchange, [*commands, *wait])
         for reply in replies[: len(commands)]:
             if isinstance(reply, exceptions.RedisError):
                 raise reply
         if wait and replies[-1] == 0:
             raise exceptions.ConnectionError(UNCONFIRMED)
         return replies[: len(commands)]
+
+    async def read_field(self, command: Sequence[Any], read: Callable[[Source], T]) -> T | None:
+        """``read`` of the bulk string ``command`` replies with (a big field's ``HGET``),
+        as ``transfer`` runs commands: ``_bulk.read_field``. None for a nil reply."""
+        exchange = functools.partial(_bulk.read_field, *await self._bulk_endpoint())
+        return await anyio.to_thread.run_sync(exchange, command, read)
+
+    async def _bulk_endpoint(self) -> tuple[Any, ...]:
+        """Where ``_bulk`` connects and how: address, TLS, timeouts, handshake."""
+        endpoint = self._endpoint
+        if self._locate is not None:
+            where: tuple[str, int] | str = await self._locate()
+        else:
+            where = endpoint.path or (endpoint.host, endpoint.port)
+        timeouts = (endpoint.connect_timeout, endpoint.timeout)
+        return where, endpoint.tls, timeouts, await _handshake_commands(endpoint)
 
     async def script_load(self, source: str) -> Any:
         return await self.execute_command("SCRIPT", "LOAD", source)

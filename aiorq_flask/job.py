@@ -34,7 +34,7 @@ from .errors import (
     InvalidJobOperation,
     NoSuchJobError,
 )
-from .payload import decode_data
+from .payload import Call, Payload, decode_data
 from .rate_limit import wait_in
 from .serializer import MsgpackSerializer
 
@@ -221,11 +221,15 @@ class Job:
 
     Timestamps are aware UTC datetimes. ``args``/``kwargs``/``func_name`` are decoded
     lazily from ``data``, so fetching a job whose payload is broken still works.
+
+    ``data`` is the field's bytes, except for a big payload (over 1 MiB): a job just
+    enqueued holds it as the parts that were sent (``bytes(job.data)`` joins them), and
+    a worker's job has it decoded as it was read, its ``data`` empty.
     """
 
     id: str
     connection: Redis
-    data: bytes
+    data: Payload
     origin: str = ""
     description: str = ""
     status: JobStatus | None = None
@@ -252,7 +256,7 @@ class Job:
     success_callback_timeout: int = DEFAULT_CALLBACK_TIMEOUT
     failure_callback_timeout: int = DEFAULT_CALLBACK_TIMEOUT
     stopped_callback_timeout: int = DEFAULT_CALLBACK_TIMEOUT
-    _call: tuple[str, list[Any], dict[str, Any]] | None = field(default=None, repr=False)
+    _call: Call | None = field(default=None, repr=False)
 
     def __repr__(self) -> str:
         return (
@@ -263,9 +267,9 @@ class Job:
     def key(self) -> str:
         return keys.job(self.id)
 
-    def _decoded(self) -> tuple[str, list[Any], dict[str, Any]]:
+    def _decoded(self) -> Call:
         if self._call is None:
-            self._call = decode_data(self.data)
+            self._call = decode_data(bytes(self.data))
         return self._call
 
     @property
@@ -281,14 +285,20 @@ class Job:
         return self._decoded()[2]
 
     @classmethod
-    def from_hash(cls, job_id: str, mapping: Mapping[bytes, bytes], connection: Redis) -> Job:
-        """Decode an ``HGETALL``.
+    def from_hash(
+        cls,
+        job_id: str,
+        mapping: Mapping[bytes, bytes],
+        connection: Redis,
+        call: Call | None = None,
+    ) -> Job:
+        """Decode an ``HGETALL`` (without ``data`` if ``call`` is what it decodes to).
 
         Raises ``NoSuchJobError`` when it is empty or has no ``data``, and
         ``InvalidJobError`` naming the field when a field cannot be read as rq reads it.
         Empty fields count as absent and unknown fields are ignored, as rq does.
         """
-        data = mapping.get(b"data")
+        data = mapping.get(b"data", None if call is None else b"")
         if data is None:
             if mapping:
                 raise NoSuchJobError(f"job {job_id!r} has a hash but no 'data' field")
@@ -307,7 +317,7 @@ class Job:
         legacy_parent = values.pop(_LEGACY_PARENT, None)
         if legacy_parent and "dependency_ids" not in values:
             values["dependency_ids"] = [legacy_parent]
-        return cls(id=job_id, connection=connection, data=data, **values)
+        return cls(id=job_id, connection=connection, data=data, _call=call, **values)
 
     @classmethod
     async def fetch(cls, job_id: str, connection: Redis) -> Job:

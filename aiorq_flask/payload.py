@@ -6,6 +6,10 @@ take the msgpack bytes uncompressed. ``description`` is rq's call text (spec §3
 Both are built on the caller's event loop, so what they cost follows what they need, not
 the size of the arguments:
 
+- A call whose str and bytes arguments alone make a ``BIG_DATA`` payload is packed as its
+  parts (``SplicedPayload``): a long str or bytes argument is one of them, sent to Redis
+  from its own buffer, never copied into a payload. A 50 MiB copy holds the GIL for tens
+  of milliseconds even in a thread, and so stalls the caller's event loop.
 - A payload of up to ``SMALL_PAYLOAD`` bytes is compressed whole at zlib's default level:
   byte for byte what rq writes. A bigger one is compressed only if samples of it shrink
   to ``COMPRESS_IF_RATIO`` of their size or less, and then at level 1. Random or already
@@ -19,8 +23,10 @@ the size of the arguments:
 from __future__ import annotations
 
 import zlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
+
+import msgpack  # type: ignore[import-untyped]
 
 from .errors import DeserializationError, SerializationError
 from .serializer import MsgpackSerializer
@@ -37,12 +43,57 @@ DESCRIPTION_CUT = 75  # rq's max_length for each argument's repr in a descriptio
 # through Lua it holds Redis for milliseconds per MiB, and on the connection every caller
 # shares, every other command would wait behind it.
 BIG_DATA = 1 << 20
+# A str or bytes argument this long is spliced into a big payload, not copied. 64 KiB and
+# up also means msgpack's 32-bit headers (str 32, bin 32), the ones packb writes for it.
+SPLICE_AT = 1 << 16
+ENCODE_PIECE = 1 << 20  # a spliced str is UTF-8 encoded this many characters at a time
+_STR32, _BIN32 = b"\xdb", b"\xc6"
+_ARRAY_OF_4 = b"\x94"  # [func, instance, args, kwargs]
 
 
-def encode_data(func_name: str, args: Sequence[Any], kwargs: Mapping[str, Any]) -> bytes:
+class SplicedPayload:
+    """A big ``data`` field as the buffers it is made of, in order; ``bytes()`` joins them.
+
+    What it holds is byte for byte what ``MsgpackSerializer.dumps`` (and zlib, if it pays)
+    would have written: a reader cannot tell. The buffers are the caller's own str-encoding
+    pieces and bytes objects, so the caller must not change a bytearray argument until the
+    enqueue returns.
+    """
+
+    __slots__ = ("parts", "size")
+
+    def __init__(self, parts: Sequence[bytes]) -> None:
+        self.parts = tuple(part for part in parts if part)
+        self.size = sum(map(len, self.parts))
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __bytes__(self) -> bytes:
+        return b"".join(self.parts)
+
+    def __repr__(self) -> str:
+        return f"<SplicedPayload {self.size:,} bytes in {len(self.parts)} parts>"
+
+
+Payload = bytes | SplicedPayload
+Call = tuple[str, list[Any], dict[str, Any]]  # what a data field holds: function, arguments
+
+
+def encode_data(func_name: str, args: Sequence[Any], kwargs: Mapping[str, Any]) -> Payload:
     """``data`` = zlib(msgpack([func, None, args, kwargs])), or the msgpack bytes alone if
-    they are big and do not compress; names the argument at fault."""
-    return compress_payload(pack_call(func_name, args, kwargs))
+    they are big and do not compress; names the argument at fault. A call whose str and
+    bytes arguments are big (``looks_big``) comes back as a ``SplicedPayload``."""
+    if not looks_big(args, kwargs):
+        return compress_payload(pack_call(func_name, args, kwargs))
+    try:
+        parts = list(_call_parts(func_name, args, kwargs))
+    except SerializationError as error:
+        raise _argument_error(func_name, args, kwargs) or error from None
+    if not _compresses(parts):
+        return SplicedPayload(parts)
+    compressor = zlib.compressobj(BIG_PAYLOAD_LEVEL)
+    return SplicedPayload([*map(compressor.compress, parts), compressor.flush()])
 
 
 def looks_big(args: Sequence[Any], kwargs: Mapping[str, Any]) -> bool:
@@ -64,6 +115,50 @@ def pack_call(func_name: str, args: Sequence[Any], kwargs: Mapping[str, Any]) ->
         raise _argument_error(func_name, args, kwargs) or error from None
 
 
+def _call_parts(func_name: str, args: Sequence[Any], kwargs: Mapping[str, Any]) -> Iterator[bytes]:
+    """``pack_call``'s bytes, in parts: each long str or bytes argument (``SPLICE_AT``) is
+    its header then the bytes object itself, or its UTF-8 in ``ENCODE_PIECE`` pieces;
+    everything else goes through the serializer, which checks it as a whole call would."""
+    headers = msgpack.Packer()
+    yield _ARRAY_OF_4 + MsgpackSerializer.dumps(func_name) + MsgpackSerializer.dumps(None)
+    yield headers.pack_array_header(len(args))
+    for value in args:
+        yield from _value_parts(value)
+    MsgpackSerializer.dumps(dict.fromkeys(kwargs))  # keys msgpack can write and read back
+    yield headers.pack_map_header(len(kwargs))
+    for key, value in kwargs.items():
+        yield MsgpackSerializer.dumps(key)
+        yield from _value_parts(value)
+
+
+def _value_parts(value: Any) -> Iterator[bytes]:
+    kind = type(value)
+    if kind is bytes and len(value) >= SPLICE_AT:
+        yield _BIN32 + _length32(len(value), "bytes")
+        yield value
+    elif kind is str and len(value) >= SPLICE_AT:
+        try:
+            pieces = [
+                value[at : at + ENCODE_PIECE].encode() for at in range(0, len(value), ENCODE_PIECE)
+            ]
+        except UnicodeEncodeError as error:
+            raise SerializationError(
+                f"cannot serialize object of type {kind.__name__!r} with msgpack: {error}"
+            ) from None
+        yield _STR32 + _length32(sum(map(len, pieces)), "str")
+        yield from pieces
+    else:
+        yield MsgpackSerializer.dumps(value)
+
+
+def _length32(size: int, kind: str) -> bytes:
+    if size >= 1 << 32:  # msgpack's own words for it
+        raise SerializationError(
+            f"cannot serialize object of type {kind!r} with msgpack: {kind} object is too large"
+        )
+    return size.to_bytes(4, "big")
+
+
 def compress_payload(payload: bytes) -> bytes:
     """The ``data`` field for ``pack_call``'s bytes: zlib, unless they are big and samples
     show they do not compress.
@@ -73,23 +168,39 @@ def compress_payload(payload: bytes) -> bytes:
     """
     if len(payload) <= SMALL_PAYLOAD:
         return zlib.compress(payload)
-    if not _compresses(payload):
+    if not _compresses([payload]):
         # Stored as is. The msgpack array of 4 starts with 0x94, which no zlib stream can
         # start with (its low nibble would have to be 8), so readers tell the two apart.
         return payload
     return zlib.compress(payload, BIG_PAYLOAD_LEVEL)
 
 
-def _compresses(payload: bytes) -> bool:
-    """Whether slices spread over ``payload`` shrink to ``COMPRESS_IF_RATIO`` or less."""
-    view = memoryview(payload)
-    step = (len(payload) - SAMPLE_SLICE) // (SAMPLE_SLICES - 1)
+def _compresses(parts: Sequence[bytes]) -> bool:
+    """Whether slices spread over the payload made of ``parts`` shrink to
+    ``COMPRESS_IF_RATIO`` or less."""
+    size = sum(map(len, parts))
+    step = max(1, (size - SAMPLE_SLICE) // (SAMPLE_SLICES - 1))
     sampled = packed = 0
-    for start in range(0, SAMPLE_SLICES * step, step):
-        piece = view[start : start + SAMPLE_SLICE]
+    for start in range(0, min(SAMPLE_SLICES * step, size), step):
+        piece = _slice(parts, start, SAMPLE_SLICE)
         sampled += len(piece)
         packed += len(zlib.compress(piece, BIG_PAYLOAD_LEVEL))
     return packed <= sampled * COMPRESS_IF_RATIO
+
+
+def _slice(parts: Sequence[bytes], start: int, size: int) -> bytes:
+    """``size`` bytes (fewer at the end) from ``start`` of the payload made of ``parts``."""
+    pieces: list[memoryview] = []
+    for part in parts:
+        if start >= len(part):
+            start -= len(part)
+            continue
+        pieces.append(memoryview(part)[start : start + size])
+        size -= len(pieces[-1])
+        start = 0
+        if size <= 0:
+            break
+    return b"".join(pieces)
 
 
 def _argument_error(
@@ -105,14 +216,30 @@ def _argument_error(
     return None
 
 
-def decode_data(data: bytes) -> tuple[str, list[Any], dict[str, Any]]:
+def decode_data(data: bytes) -> Call:
     try:
         payload = zlib.decompress(data)
     except zlib.error:
         payload = data  # rq accepts uncompressed serializer bytes too
+    return decode_payload(payload)
+
+
+def decode_payload(payload: bytes) -> Call:
+    """``decode_data`` of a field's msgpack bytes, inflated if they were compressed."""
     try:
-        func_name, _instance, args, kwargs = MsgpackSerializer.loads(payload)
-    except (DeserializationError, TypeError, ValueError) as error:
+        call = MsgpackSerializer.loads(payload)
+    except DeserializationError as error:
+        raise DeserializationError(f"job data cannot be decoded with msgpack: {error}") from None
+    return checked_call(call)
+
+
+def checked_call(call: Any) -> Call:
+    """``(func_name, args, kwargs)`` from a decoded ``data`` field, as rq reads it (a list
+    or tuple of four, the arguments as None, a list or a tuple), or a
+    ``DeserializationError`` that says what is wrong with it."""
+    try:
+        func_name, _instance, args, kwargs = call
+    except (TypeError, ValueError) as error:
         raise DeserializationError(f"job data cannot be decoded with msgpack: {error}") from None
     if not isinstance(func_name, str):
         raise DeserializationError(f"job data names no function: {func_name!r}")

@@ -29,7 +29,7 @@ from .job import (
     parse_duration,
     validate_job_id,
 )
-from .payload import BIG_DATA, describe_call, encode_data
+from .payload import BIG_DATA, Payload, describe_call, encode_data
 from .rate_limit import RateLimit, rate_limit_of
 from .repeat import repeat_of
 from .serializer import MsgpackSerializer
@@ -187,7 +187,7 @@ class EnqueueData:
     func_name: str
     args: tuple[Any, ...]
     kwargs: dict[str, Any]
-    payload: bytes
+    payload: Payload
     created_at: datetime
     description: str
     timeout: int
@@ -230,7 +230,7 @@ class EnqueueData:
             status.value,
             where,
             "" if self.ttl is None else self.ttl,
-            b"" if self.data_beside else self.payload,
+            b"" if self.data_beside else bytes(self.payload),  # bytes(): no copy of bytes
             len(self.depends_on),
             *self._parents(),
             *(values[name] for name in CALL_FIELDS),

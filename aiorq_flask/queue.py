@@ -26,7 +26,7 @@ from ._multiplexer import Multiplexer
 from .eager import as_started, run_eagerly
 from .errors import DuplicateJobError, InvalidJobError, NoSuchJobError
 from .job import Job, JobStatus, epoch_ts
-from .payload import BIG_DATA, looks_big
+from .payload import BIG_DATA, SplicedPayload, looks_big
 from .prepare import ENQUEUE_OPTIONS, EnqueueData, prepare_job
 from .registries import (
     CanceledJobRegistry,
@@ -40,6 +40,8 @@ from .signals import job_enqueued, send
 
 if TYPE_CHECKING:
     from ._connections import ConnectionPools
+
+Command = tuple[EncodableT | SplicedPayload, ...]  # a big payload's HSET sends it as its parts
 
 
 class Queue:
@@ -211,7 +213,7 @@ class Queue:
         shared connection (redis-py's pipeline would pack each command in Python, most of a
         bulk enqueue's cost); with a big payload, on a connection of its own from a thread
         (``_bulk``), so neither this loop nor other callers wait behind it."""
-        commands: list[tuple[EncodableT, ...]] = []
+        commands: list[Command] = []
         status_at: list[int] = []  # where each job's status is among the replies
         for data in jobs:
             commands += self._commands(data, status, where)
@@ -228,14 +230,12 @@ class Queue:
                     raise reply
         return [replies[at] for at in status_at]
 
-    def _commands(
-        self, data: EnqueueData, status: JobStatus, where: str | None
-    ) -> list[tuple[EncodableT, ...]]:
+    def _commands(self, data: EnqueueData, status: JobStatus, where: str | None) -> list[Command]:
         """One job's write, as commands of a MULTI: a big payload's plain ``HSET`` (see
         ``EnqueueData.data_beside``), then ``enqueue.lua``; a rate-limited job is written
         ``rate_limited`` and ``rate_limit.lua`` lets it through or leaves it waiting for a
         slot (``aiorq_flask.rate_limit``), whose reply is then its status."""
-        commands: list[tuple[EncodableT, ...]] = []
+        commands: list[Command] = []
         if data.data_beside:
             commands.append(("HSET", keys.job(data.job_id), "data", data.payload))
         if data.rate_limit is None or status is not JobStatus.QUEUED:

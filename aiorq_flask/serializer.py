@@ -219,6 +219,31 @@ class MsgpackSerializer:
         return data
 
     @staticmethod
+    def loads_first(data: bytes | memoryview, limit: int) -> tuple[Any, int] | None:
+        """The first value encoded in ``data`` and how many bytes it took, or None if
+        ``data`` holds only the start of one; raise ``DeserializationError`` as ``loads``.
+        ``data`` may be the start of a longer buffer, of ``limit`` bytes: no length in a
+        header may claim more than that (as ``loads`` bounds them by its buffer)."""
+        unpacker = msgpack.Unpacker(
+            raw=False,
+            ext_hook=_ext_hook,
+            max_buffer_size=max(len(data), 1),
+            max_str_len=limit,
+            max_bin_len=limit,
+            max_array_len=limit,
+            max_map_len=limit,
+            max_ext_len=limit,
+        )
+        unpacker.feed(data)
+        try:
+            return unpacker.unpack(), unpacker.tell()
+        except msgpack.OutOfData:
+            return None
+        except _UNPACK_ERRORS as exc:
+            reason = str(exc) or type(exc).__name__
+            raise DeserializationError(f"cannot deserialize msgpack data: {reason}") from exc
+
+    @staticmethod
     def loads(data: bytes) -> Any:
         """Decode bytes written by ``dumps``; raise ``DeserializationError`` (a
         ``ValueError``) with the reason if they are not valid."""

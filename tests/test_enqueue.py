@@ -358,6 +358,17 @@ async def test_enqueue_many_with_a_big_payload_writes_every_job(
     assert sync_redis.hstrlen(f"rq:job:{jobs[0].id}", "data") > 0
 
 
+async def test_a_big_job_s_handle_reads_its_arguments_and_data_as_stored(
+    queue: Queue, sync_redis: redis.Redis
+) -> None:
+    big = os.urandom(2 << 20)
+
+    job = await queue.enqueue(tasks.echo, big, n=1)
+
+    assert job.args == [big] and job.kwargs == {"n": 1}
+    assert bytes(job.data) == sync_redis.hget(f"rq:job:{job.id}", "data")
+
+
 # -- bad input ---------------------------------------------------------------------------
 
 

@@ -21,7 +21,14 @@ import redis
 import rq.job
 from rq.utils import get_call_string
 
-from aiorq_flask.payload import SMALL_PAYLOAD, decode_data, describe_call, encode_data
+from aiorq_flask.errors import SerializationError
+from aiorq_flask.payload import (
+    SMALL_PAYLOAD,
+    SplicedPayload,
+    decode_data,
+    describe_call,
+    encode_data,
+)
 from aiorq_flask.serializer import MsgpackSerializer
 
 MIB = 1 << 20
@@ -71,13 +78,13 @@ def test_payload_up_to_the_small_limit_is_compressed_whole_at_rqs_level(argument
 def test_big_incompressible_payload_is_stored_as_plain_msgpack() -> None:
     blob = os.urandom(2 * MIB)
 
-    assert encode_data("f", (blob,), {"n": 1}) == packed("f", (blob,), {"n": 1})
+    assert bytes(encode_data("f", (blob,), {"n": 1})) == packed("f", (blob,), {"n": 1})
 
 
 def test_big_incompressible_payload_decodes_with_our_reader_and_rqs() -> None:
     blob = os.urandom(2 * MIB)
 
-    data = encode_data("tests.tasks.echo", (blob,), {"n": 1})
+    data = bytes(encode_data("tests.tasks.echo", (blob,), {"n": 1}))
 
     assert decode_data(data) == ("tests.tasks.echo", [blob], {"n": 1})
     assert rq_reads(data) == ("tests.tasks.echo", (blob,), {"n": 1})
@@ -86,12 +93,82 @@ def test_big_incompressible_payload_decodes_with_our_reader_and_rqs() -> None:
 def test_big_compressible_payload_is_compressed_and_decodes() -> None:
     words = text(2 * MIB)
 
-    data = encode_data("tests.tasks.echo", (words,), {})
+    data = bytes(encode_data("tests.tasks.echo", (words,), {}))
 
     assert len(data) < MIB
     assert zlib.decompress(data) == packed("tests.tasks.echo", (words,), {})
     assert decode_data(data) == ("tests.tasks.echo", [words], {})
     assert rq_reads(data) == ("tests.tasks.echo", (words,), {})
+
+
+# -- big calls, as their parts --------------------------------------------------------------------
+
+
+BIG_CALLS = {
+    "bytes and small arguments": (
+        (os.urandom(2 * MIB), 1, "x", [1, (2, 3)], None),
+        {"k": os.urandom(100_000), "when": 1.5},
+    ),
+    "non-ascii str": (("é\U0001f600" * (MIB // 2),), {"s": "ü" * 70_000}),
+    "many arguments": (
+        (*range(20), os.urandom(2 * MIB)),
+        {f"k{i}": {"n": i, "t": (i,)} for i in range(20)},
+    ),
+    "big list beside big bytes": ((list(range(100_000)), os.urandom(2 * MIB)), {}),
+}
+
+
+@pytest.mark.parametrize("args, kwargs", BIG_CALLS.values(), ids=BIG_CALLS.keys())
+def test_a_big_call_is_sent_as_parts_byte_for_byte_what_msgpack_writes(
+    args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> None:
+    payload = encode_data("tests.tasks.echo", args, kwargs)
+
+    assert isinstance(payload, SplicedPayload)
+    data = bytes(payload)
+    assert len(payload) == len(data)
+    plain = data if data[:1] == b"\x94" else zlib.decompress(data)  # text compresses
+    assert plain == MsgpackSerializer.dumps(["tests.tasks.echo", None, list(args), kwargs])
+
+
+def test_a_big_bytes_argument_is_one_of_the_parts_not_a_copy() -> None:
+    blob = os.urandom(2 * MIB)
+
+    payload = encode_data("f", (1, blob), {})
+
+    assert isinstance(payload, SplicedPayload)
+    assert any(part is blob for part in payload.parts)
+
+
+def test_a_big_compressible_call_is_compressed_in_parts() -> None:
+    words = text(4 * MIB)
+
+    payload = encode_data("tests.tasks.echo", (words,), {"n": 1})
+
+    assert len(payload) < 3 * MIB
+    assert zlib.decompress(bytes(payload)) == packed("tests.tasks.echo", (words,), {"n": 1})
+    assert rq_reads(bytes(payload)) == ("tests.tasks.echo", (words,), {"n": 1})
+
+
+@pytest.mark.parametrize(
+    "args, kwargs, named",
+    [
+        (("\ud800" * MIB,), {}, "positional argument 0"),
+        ((os.urandom(2 * MIB), object()), {}, "positional argument 1"),
+        ((), {"blob": os.urandom(2 * MIB), "bad": object()}, "keyword argument 'bad'"),
+    ],
+    ids=["lone-surrogate-str", "object-beside-big-bytes", "object-keyword"],
+)
+def test_a_big_call_that_cannot_be_serialized_names_the_argument(
+    args: tuple[Any, ...], kwargs: dict[str, Any], named: str
+) -> None:
+    with pytest.raises(SerializationError, match=named):
+        encode_data("f", args, kwargs)
+
+
+def test_a_big_call_with_a_keyword_name_msgpack_cannot_read_back_is_refused() -> None:
+    with pytest.raises(SerializationError):
+        encode_data("f", (os.urandom(2 * MIB),), {1: 2})  # type: ignore[dict-item]
 
 
 # -- descriptions --------------------------------------------------------------------------------

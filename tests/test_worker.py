@@ -601,14 +601,20 @@ async def test_jobs_with_big_payloads_run_with_their_whole_arguments(
 ) -> None:
     big = os.urandom(3 << 20)  # random: stored as plain msgpack, and never through a script
     text = "abc" * (1 << 20)  # compressible: stored compressed
+    other = "é\U0001f600" * (1 << 19)  # 3 MiB of UTF-8, beside small arguments
     one = await quart_rq.queue.enqueue("tests.tasks.echo", big)
     queue = quart_rq.queue
     [two] = await queue.enqueue_many([queue.prepare_data("tests.tasks.echo", (text,))])
+    three = await queue.enqueue("tests.tasks.echo", 1, (2,), name=other, blob=big[:70_000])
 
     await burst(quart_rq.make_worker())
 
     assert latest_result(sync_redis, one.id).return_value == [[big], {}]
     assert latest_result(sync_redis, two.id).return_value == [[text], {}]
+    assert latest_result(sync_redis, three.id).return_value == [
+        [1, (2,)],
+        {"name": other, "blob": big[:70_000]},
+    ]
 
 
 async def test_a_failed_job_with_failure_ttl_minus_one_is_kept_for_good(

@@ -33,13 +33,20 @@ from anyio.abc import TaskGroup
 from redis.asyncio import Redis
 
 from .. import _hooks, _scripts, keys
+from .._call_reader import read_call
 from .._connections import block_slice, dedicated_client
 from .._multiplexer import Multiplexer
 from .._redis_errors import is_transient
 from .._scripts import Claimed, Outcome
 from ..allowlist import OPTION, SETTING, Allowlist, NotAllowedError, module_prefixes
 from ..current import running
-from ..errors import ConfigError, InvalidJobError, NoSuchJobError, UnsupportedServerError
+from ..errors import (
+    ConfigError,
+    DeserializationError,
+    InvalidJobError,
+    NoSuchJobError,
+    UnsupportedServerError,
+)
 from ..execution import (
     Deadline,
     app_context,
@@ -61,7 +68,7 @@ from ..job import (
     validate_job_id,
 )
 from ..outcomes import Ended, record
-from ..payload import BIG_DATA, decode_data
+from ..payload import BIG_DATA, Call
 from . import _bookkeeping
 from ._cron import PASS_SECONDS, CronPass
 from ._loops import Backoff, RedisHealth, every
@@ -121,18 +128,23 @@ def ended(execution: Execution, status: Outcome, payload: str = "") -> Ended:
 
 
 def read_claimed(
-    raw_id: bytes, fields: list[bytes], connection: Redis, allowlist: Allowlist | None = None
+    raw_id: bytes,
+    fields: list[bytes],
+    connection: Redis,
+    allowlist: Allowlist | None = None,
+    call: Call | None = None,
 ) -> tuple[Job | None, str | None]:
     """Decode a claimed job's hash as rq would read it, and check its callbacks against
     ``allowlist`` (the function is checked before it is imported, in ``_call``):
-    ``(job, None)``, or ``(None, why)`` if it cannot be read or must not run."""
+    ``(job, None)``, or ``(None, why)`` if it cannot be read or must not run. ``call``:
+    its ``data`` field, already decoded as it was read (a big one: ``_read_big_data``)."""
     job_id = raw_id.decode("utf-8", "backslashreplace")
     try:
         validate_job_id(job_id)
         mapping = dict(zip(fields[::2], fields[1::2], strict=True))
         if not mapping.get(b"origin"):
             raise InvalidJobError(f"job {job_id!r} has no 'origin' field")
-        job = Job.from_hash(job_id, mapping, connection)
+        job = Job.from_hash(job_id, mapping, connection, call)
     except (InvalidJobError, NoSuchJobError) as error:
         return None, f"the worker cannot read this job: {error}"
     try:
@@ -641,7 +653,10 @@ class Worker:
             return
         try:
             read = ("HGET", keys.job(execution.job_id), "data")
-            data: bytes | None = (await self.multiplexer.transfer([read], write=False))[0]
+            call = await self.multiplexer.read_field(read, read_call)
+        except DeserializationError as error:
+            execution.problem = f"the worker cannot read this job: {error}"
+            return
         except Exception as error:
             if not is_transient(error):
                 raise
@@ -650,10 +665,8 @@ class Worker:
             )
             execution.cancel_reason = "requeue"
             return
-        if data is not None:
-            fields = [*fields, b"data", data]
         execution.job, execution.problem = read_claimed(
-            execution.raw_id, fields, self.redis, self.allowlist
+            execution.raw_id, fields, self.redis, self.allowlist, call
         )
 
     def _ended_one(self, outcome: Ended) -> None:
@@ -695,14 +708,10 @@ class Worker:
         return ended(execution, Outcome.REQUEUE)  # shutdown, or a cancel from outside
 
     async def _call(self, execution: Execution) -> Any:
-        assert execution.job is not None
-        data = execution.job.data
-        if len(data) > BIG_DATA:  # decoding copies it: not on the loop every job shares
-            func_name, args, kwargs = await anyio.to_thread.run_sync(decode_data, data)
-        else:
-            func_name, args, kwargs = decode_data(data)
-        func = self.allowlist.resolve(func_name, import_function)
-        return await call(func, args, kwargs, self._limiter)
+        job = execution.job
+        assert job is not None
+        func = self.allowlist.resolve(job.func_name, import_function)
+        return await call(func, job.args, job.kwargs, self._limiter)
 
     async def _succeeded(self, execution: Execution, value: Any) -> Ended:
         job = execution.job

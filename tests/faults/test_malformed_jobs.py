@@ -22,6 +22,7 @@ from __future__ import annotations
 import base64
 import json
 import pickle
+import random
 import zlib
 from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
@@ -155,9 +156,23 @@ def now_ts() -> str:
     return datetime.now(timezone.utc).strftime(TS_FORMAT)
 
 
+def random_bytes(size: int) -> bytes:
+    return random.Random(size).randbytes(size)
+
+
 def call_data(func: Any, args: Any, kwargs: Any) -> bytes:
     """``data`` as rq writes it with msgpack: zlib of ``[func, None, args, kwargs]``."""
     return zlib.compress(msgpack.packb([func, None, args, kwargs], use_bin_type=True))
+
+
+BIG = 2 << 20  # a payload over 1 MiB: read on a connection of its own, as it arrives
+BIN32 = b"\xc6" + BIG.to_bytes(4, "big")  # msgpack's header of a BIG-byte bytes value
+
+
+def big_call(*parts: bytes) -> bytes:
+    """A big ``data`` field as our enqueue writes one (plain msgpack, not compressed),
+    made of ``parts`` after the array-of-four marker."""
+    return b"\x94" + b"".join(parts)
 
 
 def job_fields(func: str, *args: Any) -> Fields:
@@ -297,6 +312,24 @@ def test_a_hand_written_good_job_finishes(worker: Stage, trace: str) -> None:
         pytest.param(call_data(RECORD, [], [1, 2]), id="kwargs-not-a-map"),
         pytest.param(b"", id="empty"),
         pytest.param(None, id="absent"),
+        pytest.param(big_call(b"\xc1" * BIG), id="big-never-used-byte"),
+        pytest.param(
+            big_call(msgpack.packb(RECORD), b"\xc0\x91", BIN32, bytes(BIG // 2)),
+            id="big-truncated",
+        ),
+        pytest.param(
+            big_call(msgpack.packb(RECORD), b"\xc0\x91", BIN32, bytes(BIG), b"\x80", b"\x01"),
+            id="big-trailing-bytes",
+        ),
+        pytest.param(
+            big_call(msgpack.packb(RECORD), b"\xc0\x90\x81\x01", BIN32, bytes(BIG)),
+            id="big-keyword-name-not-a-str",
+        ),
+        pytest.param(
+            big_call(msgpack.packb(RECORD), b"\xc0\x91\xdb", BIG.to_bytes(4, "big"), b"\xff" * BIG),
+            id="big-str-not-utf8",
+        ),
+        pytest.param(zlib.compress(random_bytes(BIG), 0), id="big-compressed-not-msgpack"),
     ],
 )
 def test_job_whose_data_cannot_be_read_fails_naming_data(
