@@ -9,10 +9,13 @@ and keeps the stream going a little longer.
 
 The big job is enqueued from this same event loop (``--big-from loop``: a web app that
 enqueues it while serving other requests), or from another process (``--big-from
-process``: only what Redis and the worker add). Its argument is ``--payload random`` (random
-bytes: incompressible) or ``text`` (a compressible str). With ``--prepare-in-thread`` the
-big job is built with ``asyncio.to_thread(queue.prepare_data, ...)`` and written with
-``enqueue_many``: what an app can do to keep encoding off its loop.
+process``: only what Redis and the worker add). ``--big-from floor`` is the floor any
+client of rq's data model pays: another process writes the same payload into a job hash's
+``data`` field and reads it back with plain redis-py (``HSET``, ``HGET``), and no worker
+touches it; Redis copies the value at each, blocking every client meanwhile. The big
+argument is ``--payload random`` (random bytes: incompressible) or ``text`` (a
+compressible str). With ``--prepare-in-thread`` the big job is built with
+``asyncio.to_thread(queue.prepare_data, ...)`` and written with ``enqueue_many``.
 
 Printed: the tiny jobs' p50, p99 and max before the big job (those done before its enqueue
 began) and during the window (those due or waiting at any time from the big enqueue until
@@ -58,7 +61,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.big_payload", description=__doc__)
     parser.add_argument("--mib", type=int, default=50, help="size of the big argument (50)")
     parser.add_argument("--payload", choices=("random", "text"), default="random")
-    parser.add_argument("--big-from", choices=("loop", "process"), default="loop")
+    parser.add_argument("--big-from", choices=("loop", "process", "floor"), default="loop")
     parser.add_argument("--every", type=float, default=10.0, help="ms between tiny jobs (10)")
     parser.add_argument(
         "--prepare-in-thread",
@@ -254,6 +257,7 @@ async def enqueue_big_elsewhere(args: argparse.Namespace, redis_url: str) -> dic
     child = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "benchmarks.big_payload", "--enqueue-big",
         "--redis-url", redis_url, "--mib", str(args.mib), "--payload", args.payload,
+        "--big-from", args.big_from,
         *(["--prepare-in-thread"] if args.prepare_in_thread else []),
         cwd=REPO_ROOT, stdout=subprocess.PIPE,
     )  # fmt: skip
@@ -266,8 +270,27 @@ async def enqueue_big_elsewhere(args: argparse.Namespace, redis_url: str) -> dic
 
 async def child_main(args: argparse.Namespace) -> None:
     payload = make_payload(args.payload, args.mib * MIB)
+    if args.big_from == "floor":
+        print(json.dumps(write_and_read_plainly(args.redis_url, payload)), flush=True)
+        return
     queue = _queue(args.redis_url)
     print(json.dumps(await enqueue_big(queue, payload, args.prepare_in_thread)), flush=True)
+
+
+def write_and_read_plainly(redis_url: str, payload: bytes | str) -> dict[str, float]:
+    """The floor: ``payload`` into a hash's ``data`` field and back, with plain redis-py."""
+    client = redis.Redis.from_url(redis_url)
+    key = "rq:job:big-payload-floor"
+    try:
+        started = time.monotonic()
+        client.hset(key, "data", payload)
+        enqueued = time.monotonic()
+        if client.hstrlen(key, "data") != len(payload):
+            raise RuntimeError("the floor's HSET did not write the whole payload")
+        client.hget(key, "data")
+        return {"started": started, "enqueued": enqueued, "done": time.monotonic()}
+    finally:
+        client.close()
 
 
 # -- the run ---------------------------------------------------------------------------------------
@@ -313,7 +336,11 @@ async def measure(args: argparse.Namespace, redis_url: str) -> dict[str, Any]:
 
 def _print(result: dict[str, Any]) -> None:
     kind = "random bytes" if result["payload"] == "random" else "compressible text"
-    where = "this loop" if result["big_from"] == "loop" else "another process"
+    where = {
+        "loop": "this loop",
+        "process": "another process",
+        "floor": "another process with plain redis-py (HSET, HGET: the floor, no worker)",
+    }[result["big_from"]]
     how = (
         " (prepared in a thread, written with enqueue_many)" if result["prepare_in_thread"] else ""
     )
