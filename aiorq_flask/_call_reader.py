@@ -25,14 +25,22 @@ from collections.abc import Iterable
 from typing import Any, Protocol
 
 from .errors import DeserializationError
-from .payload import SPLICE_AT, Call, checked_call, decode_data, decode_payload
+from .payload import (
+    ARRAY_OF_4,
+    BIN32,
+    SPLICE_AT,
+    STR32,
+    Call,
+    checked_call,
+    decode_data,
+    decode_payload,
+)
 from .serializer import MsgpackSerializer
 
 PIECE = 1 << 20  # bytes of a field inflated (or read over TLS) at a time
 FIRST_PEEK = 1 << 8  # bytes first looked at to decode a small value
 PEEK = 1 << 16  # the most looked at; a bigger value spills the rest of the field
-_ARRAY_OF_4 = 0x94
-_LONG = {0xC6: "bytes", 0xDB: "str"}  # msgpack's bin 32 and str 32 headers
+_LONG = {BIN32[0]: "bytes", STR32[0]: "str"}
 _ARRAYS = {0xDC: 2, 0xDD: 4}  # array 16 and 32: bytes of length after the type
 _MAPS = {0xDE: 2, 0xDF: 4}
 _NIL = 0xC0
@@ -132,7 +140,7 @@ def read_call(source: Source) -> Call:
 
 
 def _walkable(source: Source) -> bool:
-    return source.remaining > 0 and source.peek(1)[0] == _ARRAY_OF_4
+    return source.remaining > 0 and source.peek(1)[0] == ARRAY_OF_4[0]
 
 
 def _inflated(pieces: list[bytes]) -> PiecesSource | None:

@@ -47,8 +47,9 @@ BIG_DATA = 1 << 20
 # up also means msgpack's 32-bit headers (str 32, bin 32), the ones packb writes for it.
 SPLICE_AT = 1 << 16
 ENCODE_PIECE = 1 << 20  # a spliced str is UTF-8 encoded this many characters at a time
-_STR32, _BIN32 = b"\xdb", b"\xc6"
-_ARRAY_OF_4 = b"\x94"  # [func, instance, args, kwargs]
+# msgpack's type bytes that a big call's parts are made with (and ``_call_reader`` reads):
+STR32, BIN32 = b"\xdb", b"\xc6"  # str 32 and bin 32, each then a 4-byte length
+ARRAY_OF_4 = b"\x94"  # [func, instance, args, kwargs]
 
 
 class SplicedPayload:
@@ -120,7 +121,7 @@ def _call_parts(func_name: str, args: Sequence[Any], kwargs: Mapping[str, Any]) 
     its header then the bytes object itself, or its UTF-8 in ``ENCODE_PIECE`` pieces;
     everything else goes through the serializer, which checks it as a whole call would."""
     headers = msgpack.Packer()
-    yield _ARRAY_OF_4 + MsgpackSerializer.dumps(func_name) + MsgpackSerializer.dumps(None)
+    yield ARRAY_OF_4 + MsgpackSerializer.dumps(func_name) + MsgpackSerializer.dumps(None)
     yield headers.pack_array_header(len(args))
     for value in args:
         yield from _value_parts(value)
@@ -134,7 +135,7 @@ def _call_parts(func_name: str, args: Sequence[Any], kwargs: Mapping[str, Any]) 
 def _value_parts(value: Any) -> Iterator[bytes]:
     kind = type(value)
     if kind is bytes and len(value) >= SPLICE_AT:
-        yield _BIN32 + _length32(len(value), "bytes")
+        yield BIN32 + _length32(len(value), "bytes")
         yield value
     elif kind is str and len(value) >= SPLICE_AT:
         try:
@@ -145,7 +146,7 @@ def _value_parts(value: Any) -> Iterator[bytes]:
             raise SerializationError(
                 f"cannot serialize object of type {kind.__name__!r} with msgpack: {error}"
             ) from None
-        yield _STR32 + _length32(sum(map(len, pieces)), "str")
+        yield STR32 + _length32(sum(map(len, pieces)), "str")
         yield from pieces
     else:
         yield MsgpackSerializer.dumps(value)
