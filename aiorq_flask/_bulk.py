@@ -157,24 +157,26 @@ class _SocketSource:
     def take(self, size: int) -> bytes:
         if self._spilled is not None:
             return self._spilled.take(size)
-        if size > self._left:
-            raise exceptions.ConnectionError("Protocol error: read past a bulk reply")
+        self._consume(size)
         data = self._sock.recv(size, socket.MSG_WAITALL)
         if len(data) < size:  # a signal or the timeout cut it short: the rest, joined
             data += _read_exactly(self._sock, size - len(data))
-        self._left -= size
         return data
 
     def take_str(self, size: int) -> str:
         return self.take(size).decode()
 
-    def take_pieces(self, size: int) -> list[bytes]:
+    def take_pieces(self, size: int) -> Sequence[bytes | memoryview]:
         if self._spilled is not None:
             return self._spilled.take_pieces(size)
+        self._consume(size)
+        return _read_pieces(self._sock, size)
+
+    def _consume(self, size: int) -> None:
+        """Count ``size`` more bytes of the reply as read: never past its end."""
         if size > self._left:
             raise exceptions.ConnectionError("Protocol error: read past a bulk reply")
         self._left -= size
-        return _read_pieces(self._sock, size)
 
 
 def _read_pieces(sock: socket.socket, size: int) -> list[bytes]:

@@ -21,7 +21,7 @@ from __future__ import annotations
 import codecs
 import zlib
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any, Protocol
 
 from .errors import DeserializationError
@@ -66,15 +66,15 @@ class Source(Protocol):
         """The next ``size`` bytes, consumed, decoded as UTF-8."""
         ...
 
-    def take_pieces(self, size: int) -> list[bytes]:
-        """The next ``size`` bytes, consumed, in pieces (never joined)."""
+    def take_pieces(self, size: int) -> Sequence[bytes | memoryview]:
+        """The next ``size`` bytes, consumed, in pieces (never joined nor copied)."""
         ...
 
 
 class PiecesSource:
     """A field in memory, in pieces."""
 
-    def __init__(self, pieces: Iterable[bytes]) -> None:
+    def __init__(self, pieces: Iterable[bytes | memoryview]) -> None:
         self._pieces = deque(memoryview(piece) for piece in pieces if piece)
         self._left = sum(map(len, self._pieces))
 
@@ -106,8 +106,8 @@ class PiecesSource:
         text.append(decoder.decode(b"", final=True))
         return "".join(text)
 
-    def take_pieces(self, size: int) -> list[bytes]:
-        return [bytes(view) for view in self._views(size)]
+    def take_pieces(self, size: int) -> list[memoryview]:
+        return self._views(size)
 
     def _views(self, size: int) -> list[memoryview]:
         """The next ``size`` bytes as views of the pieces, consumed."""
@@ -143,7 +143,7 @@ def _walkable(source: Source) -> bool:
     return source.remaining > 0 and source.peek(1)[0] == ARRAY_OF_4[0]
 
 
-def _inflated(pieces: list[bytes]) -> PiecesSource | None:
+def _inflated(pieces: Sequence[bytes | memoryview]) -> PiecesSource | None:
     """zlib's stream in ``pieces``, inflated in pieces of up to ``PIECE`` bytes; None if
     they are not one whole zlib stream."""
     inflater = zlib.decompressobj()
