@@ -68,6 +68,7 @@ UNCONFIRMED = (
     f"no replica confirmed the write within {REPLICA_WAIT_MS} ms, so a failover may undo it; "
     f"writes go on unconfirmed for {UNREPLICATED_PAUSE:g} s"
 )
+CUT_OFF = "the connection was lost before a replica confirmed the write, so a failover may undo it"
 
 log = logging.getLogger("aiorq_flask.replication")
 T = TypeVar("T")
@@ -75,6 +76,23 @@ T = TypeVar("T")
 _WAIT_COMMAND: tuple[Any, ...] = ("WAIT", 1, REPLICA_WAIT_MS)
 _MULTI, _EXEC = hiredis.pack_command(("MULTI",)), hiredis.pack_command(("EXEC",))
 _WAIT = hiredis.pack_command(_WAIT_COMMAND)
+
+
+def confirm(replicas: Any) -> None:
+    """Raise unless ``replicas``, a ``WAIT``'s answer, says a replica has the write.
+
+    A ``WAIT`` that never answered (the primary died right after the write) confirms
+    nothing: a failover may undo the write, so it fails as a lost reply does, and the
+    caller's rule for one applies (a claim's jobs are put back, a finish is sent again).
+    Taken as done, a claim the failover undid ran its job twice. A refused ``WAIT`` (an
+    ACL without it) is no failure: waiting is turned off then.
+    """
+    if isinstance(replicas, exceptions.ResponseError):
+        return
+    if isinstance(replicas, BaseException):
+        raise exceptions.ConnectionError(CUT_OFF) from replicas
+    if replicas < 1:
+        raise exceptions.ConnectionError(UNCONFIRMED)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -186,39 +204,46 @@ class Multiplexer:
         ``EXEC`` have run, as in any MULTI.
         """
         parts = [_MULTI, *(hiredis.pack_command(tuple(command)) for command in commands), _EXEC]
-        if self._replicated and asyncio.get_running_loop().time() >= self._unreplicated_until:
+        if self._waits():
             parts.append(_WAIT)
         channel = await self._ready()
         replies = await channel.call_many(b"".join(parts), len(parts))
-        for reply in replies:
+        for reply in replies[: len(commands) + 2]:
             if isinstance(reply, BaseException):
                 raise reply
         executed: list[Any] = replies[len(commands) + 1]
         for value in executed:
             if isinstance(value, _ErrorReply):
                 raise error_from_reply(str(value))
-        if len(replies) > len(commands) + 2 and replies[-1] < 1:
-            raise exceptions.ConnectionError(UNCONFIRMED)
+        if len(replies) > len(commands) + 2:
+            self._note(replies[-1])
+            confirm(replies[-1])
         return executed
 
     async def evalsha(self, sha: str, numkeys: int, *keys_and_args: Any) -> Any:
         """Run a script; behind Sentinel, return once a replica has its writes too."""
-        if not self._replicated or asyncio.get_running_loop().time() < self._unreplicated_until:
+        if not self._waits():
             return await self.execute_command("EVALSHA", sha, numkeys, *keys_and_args)
         packed = hiredis.pack_command(("EVALSHA", sha, numkeys, *keys_and_args))
         channel = await self._ready()
         value, replicas = await channel.call_replicated(
             packed, REPLICA_WAIT_MS, self._note_replicas
         )
-        if isinstance(replicas, int) and replicas < 1:
-            raise exceptions.ConnectionError(UNCONFIRMED)
+        confirm(replicas)
         return value
 
+    def _waits(self) -> bool:
+        """Whether a write waits for a replica now: behind Sentinel, unless ``WAIT`` was
+        refused, or no replica answered one a moment ago (``UNREPLICATED_PAUSE``)."""
+        return self._replicated and asyncio.get_running_loop().time() >= self._unreplicated_until
+
     def _note_replicas(self, acked: asyncio.Future[Any]) -> None:
+        """``_note`` of a turn's shared ``WAIT``, once however many callers it answers."""
+        if not acked.cancelled():
+            self._note(acked.exception() or acked.result())
+
+    def _note(self, replicas: Any) -> None:
         """Log a change between writes that replicas confirm and writes none confirms."""
-        if acked.cancelled():
-            return
-        replicas = acked.exception() or acked.result()
         unreplicated = self._unreplicated_until > 0.0
         if isinstance(replicas, exceptions.ResponseError):  # WAIT refused: an ACL without it
             self._replicated = False
@@ -237,14 +262,15 @@ class Multiplexer:
         """Run ``commands`` on a connection of their own, in a thread: for big payloads,
         which would hold the loop (``_bulk``). Raises the first error reply among theirs.
         A write behind Sentinel returns once a replica has it, as a script call does."""
-        wait = [("WAIT", 1, REPLICA_WAIT_MS)] if write and self._replicated else []
+        wait = [_WAIT_COMMAND] if write and self._waits() else []
         exchange = functools.partial(_bulk.exchange, *await self._bulk_endpoint())
         replies = await anyio.to_thread.run_sync(exchange, [*commands, *wait])
         for reply in replies[: len(commands)]:
             if isinstance(reply, exceptions.RedisError):
                 raise reply
-        if wait and replies[-1] == 0:
-            raise exceptions.ConnectionError(UNCONFIRMED)
+        if wait:
+            self._note(replies[-1])
+            confirm(replies[-1])
         return replies[: len(commands)]
 
     async def read_field(self, command: Sequence[Any], read: Callable[[Source], T]) -> T | None:
@@ -407,7 +433,7 @@ class _Channel(asyncio.Protocol):
         acked = self._wait
         value = await reply
         try:
-            replicas = await acked
+            replicas = await asyncio.shield(acked)  # shared: one caller's cancel is its own
         except exceptions.RedisError as error:
             return value, error
         if replicas < 1:
@@ -459,7 +485,7 @@ class _Channel(asyncio.Protocol):
     async def close(self) -> None:
         """Close (if not failed already), then wait until the socket is closed."""
         self._fail(exceptions.ConnectionError("the connection was closed"))
-        await self._lost
+        await asyncio.shield(self._lost)  # shared by every closer
 
     def _owe(self, reply: asyncio.Future[Any] | None = None) -> asyncio.Future[Any]:
         reply = reply or self._loop.create_future()

@@ -261,6 +261,70 @@ async def test_replies_owed_when_readonly_comes_still_reach_their_callers(
     assert await multiplexer.execute_command("CLIENT", "ID") != before
 
 
+def blocked_in_wait(client: redis.Redis, name: str) -> int | None:
+    """The id of the connection named ``name`` while it is blocked in ``WAIT``."""
+    for entry in client.client_list():
+        if entry.get("name") == name and entry.get("cmd") == "wait":
+            return int(entry["id"])
+    return None
+
+
+@pytest.fixture
+async def replicated(redis_url: str) -> AsyncIterator[Multiplexer]:
+    """A multiplexer that waits for a replica, as behind Sentinel, on a server that has
+    none: each turn's ``WAIT`` blocks for ``REPLICA_WAIT_MS``, then answers 0."""
+    client = Redis(**named(redis_url, "mux-wait"))
+    endpoint = endpoint_of(client.connection_pool)
+
+    async def locate() -> tuple[str, int]:  # Sentinel's answer: this server
+        return endpoint.host, endpoint.port
+
+    multiplexer = Multiplexer(endpoint, locate)
+    yield multiplexer
+    await multiplexer.aclose()
+    await client.aclose()
+
+
+INCR = "return redis.call('INCR', KEYS[1])"
+
+
+async def test_a_write_whose_wait_is_cut_off_raises_instead_of_returning_as_confirmed(
+    replicated: Multiplexer, sync_redis: redis.Redis
+) -> None:
+    """Behind Sentinel, a script call whose ``WAIT`` never answered (its primary died
+    after running it) may be undone by the failover: it raises as a lost reply does, and
+    never returns as if a replica had it (a claim taken as done ran its job twice)."""
+    call = asyncio.create_task(replicated.evalsha(sync_redis.script_load(INCR), 1, "mux:n"))
+    waiting = await async_wait_until(
+        lambda: blocked_in_wait(sync_redis, "mux-wait"), what="the call's WAIT to block"
+    )
+    sync_redis.client_kill_filter(_id=waiting)
+
+    with pytest.raises(redis.exceptions.ConnectionError, match="before a replica confirmed"):
+        await call
+    assert sync_redis.get("mux:n") == b"1"  # it ran: only the confirmation is missing
+
+
+async def test_a_caller_cancelled_in_its_turn_s_wait_leaves_the_others_their_answer(
+    replicated: Multiplexer, sync_redis: redis.Redis
+) -> None:
+    """The callers of one turn share its ``WAIT``: one giving up must not cancel it for
+    the rest, who get what it answers (no replica here: the unconfirmed error)."""
+    sha = sync_redis.script_load(INCR)
+    calls = [asyncio.create_task(replicated.evalsha(sha, 1, "mux:n")) for _ in range(3)]
+    await async_wait_until(
+        lambda: blocked_in_wait(sync_redis, "mux-wait"), what="the turn's WAIT to block"
+    )
+    calls[1].cancel()
+
+    outcomes = await asyncio.gather(*calls, return_exceptions=True)
+
+    assert isinstance(outcomes[1], asyncio.CancelledError)
+    for outcome in (outcomes[0], outcomes[2]):
+        assert isinstance(outcome, redis.exceptions.ConnectionError), repr(outcome)
+        assert "no replica confirmed" in str(outcome)
+
+
 # -- endpoint_of: the one reading of redis-py's connection layer ------------------------------
 
 
