@@ -1,8 +1,9 @@
 """Counting a server's connections by client name, from Redis ``CLIENT LIST``.
 
 Tests give the connections under test a client name (``named``), then count them
-(``connections_named``), wait for a count (``wait_for_connections``) or record the highest
-counts seen while something runs (``ConnectionSampler``).
+(``connections_named``), wait for a count (``wait_for_connections``), record the highest
+counts seen while something runs (``ConnectionSampler``) or find one blocked in ``WAIT``
+(``blocked_in_wait``).
 """
 
 from __future__ import annotations
@@ -23,6 +24,14 @@ def named(redis_url: str, client_name: str, **options: Any) -> dict[str, Any]:
 
 def connections_named(client: redis.Redis, name: str) -> int:
     return sum(1 for c in client.client_list() if c.get("name") == name)
+
+
+def blocked_in_wait(client: redis.Redis, name: str | None = None) -> int | None:
+    """The id of a connection blocked in ``WAIT`` (named ``name``, if given), or None."""
+    for entry in client.client_list():
+        if entry.get("cmd") == "wait" and name in (None, entry.get("name")):
+            return int(entry["id"])
+    return None
 
 
 def wait_for_connections(

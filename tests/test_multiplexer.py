@@ -16,7 +16,7 @@ from aiorq_flask._multiplexer import Multiplexer, endpoint_of, locator_of
 from aiorq_flask.worker._server_version import hello_fields
 
 from .apps.worker_support import async_wait_until
-from .client_list import connections_named, named, wait_for_connections
+from .client_list import blocked_in_wait, connections_named, named, wait_for_connections
 from .redis_server import RedisServer
 
 
@@ -259,14 +259,6 @@ async def test_replies_owed_when_readonly_comes_still_reach_their_callers(
     assert (first, owed) == (b"first", b"owed")
     assert isinstance(readonly, redis.exceptions.ReadOnlyError)
     assert await multiplexer.execute_command("CLIENT", "ID") != before
-
-
-def blocked_in_wait(client: redis.Redis, name: str) -> int | None:
-    """The id of the connection named ``name`` while it is blocked in ``WAIT``."""
-    for entry in client.client_list():
-        if entry.get("name") == name and entry.get("cmd") == "wait":
-            return int(entry["id"])
-    return None
 
 
 @pytest.fixture
