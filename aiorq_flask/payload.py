@@ -29,7 +29,7 @@ from typing import Any
 import msgpack  # type: ignore[import-untyped]
 
 from .errors import DeserializationError, SerializationError
-from .serializer import MsgpackSerializer
+from .serializer import MsgpackSerializer, cannot_serialize
 
 SMALL_PAYLOAD = 1 << 20  # bytes of msgpack compressed whole, at rq's level, without a look
 SAMPLE_SLICES = 4  # a bigger payload is judged by this many slices, spread over it
@@ -143,9 +143,7 @@ def _value_parts(value: Any) -> Iterator[bytes]:
                 value[at : at + ENCODE_PIECE].encode() for at in range(0, len(value), ENCODE_PIECE)
             ]
         except UnicodeEncodeError as error:
-            raise SerializationError(
-                f"cannot serialize object of type {kind.__name__!r} with msgpack: {error}"
-            ) from None
+            cannot_serialize(kind.__name__, error, None)
         yield STR32 + _length32(sum(map(len, pieces)), "str")
         yield from pieces
     else:
@@ -154,9 +152,7 @@ def _value_parts(value: Any) -> Iterator[bytes]:
 
 def _length32(size: int, kind: str) -> bytes:
     if size >= 1 << 32:  # msgpack's own words for it
-        raise SerializationError(
-            f"cannot serialize object of type {kind!r} with msgpack: {kind} object is too large"
-        )
+        cannot_serialize(kind, f"{kind} object is too large", None)
     return size.to_bytes(4, "big")
 
 

@@ -16,7 +16,7 @@ import struct
 from collections.abc import Callable
 from datetime import date, datetime, time, timedelta, timezone
 from decimal import Decimal
-from typing import Any
+from typing import Any, NoReturn
 from uuid import UUID
 
 import msgpack  # type: ignore[import-untyped]
@@ -126,6 +126,19 @@ def _default(obj: Any) -> Any:
     )
 
 
+def cannot_serialize(type_name: str, reason: object, cause: BaseException | None) -> NoReturn:
+    """Raise the error for a value msgpack cannot write, named by its type: ``dumps`` and
+    a big call's parts (``payload``), which packs long arguments itself, word it alike."""
+    raise SerializationError(
+        f"cannot serialize object of type {type_name!r} with msgpack: {reason}"
+    ) from cause
+
+
+def _cannot_deserialize(error: BaseException) -> NoReturn:
+    reason = str(error) or type(error).__name__
+    raise DeserializationError(f"cannot deserialize msgpack data: {reason}") from error
+
+
 _SCALARS = frozenset({str, int, float, bool, bytes, type(None)})
 
 
@@ -211,9 +224,7 @@ class MsgpackSerializer:
         except SerializationError:
             raise
         except _PACK_ERRORS as exc:
-            raise SerializationError(
-                f"cannot serialize object of type {type(obj).__name__!r} with msgpack: {exc}"
-            ) from exc
+            cannot_serialize(type(obj).__name__, exc, exc)
         if type(obj) not in _SCALARS:
             _check_map_keys(obj)
         return data
@@ -240,8 +251,7 @@ class MsgpackSerializer:
         except msgpack.OutOfData:
             return None
         except _UNPACK_ERRORS as exc:
-            reason = str(exc) or type(exc).__name__
-            raise DeserializationError(f"cannot deserialize msgpack data: {reason}") from exc
+            _cannot_deserialize(exc)
 
     @staticmethod
     def loads(data: bytes) -> Any:
@@ -250,5 +260,4 @@ class MsgpackSerializer:
         try:
             return _unpack(data)
         except _UNPACK_ERRORS as exc:
-            reason = str(exc) or type(exc).__name__
-            raise DeserializationError(f"cannot deserialize msgpack data: {reason}") from exc
+            _cannot_deserialize(exc)
