@@ -94,8 +94,7 @@ class PiecesSource:
         return bytes(window)
 
     def take(self, size: int) -> bytes:
-        views = self._views(size)
-        return bytes(views[0]) if len(views) == 1 else b"".join(views)
+        return b"".join(self._views(size))
 
     def take_str(self, size: int) -> str:
         views = self._views(size)
