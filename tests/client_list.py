@@ -44,7 +44,7 @@ def wait_for_connections(
         count = connections_named(client, name)
         if count == expected or time.monotonic() > deadline:
             return count
-        time.sleep(0.01)
+        time.sleep(0.01)  # polling CLIENT LIST, with a deadline
 
 
 class ConnectionSampler:
